@@ -1,0 +1,252 @@
+"""The data types every plugin and the core share: examples, reward outcomes, tasks, rewards.
+
+A *task* yields examples (a chat prompt plus the gold data its rewards need) and names the reward
+components that score a completion, with weights. A *reward* is a function
+``fn(completion, example) -> Outcome``: a finite score plus a status from a fixed vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from enum import Enum
+from typing import Any, Callable, Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValueError(
+            f"{kind} name {name!r} is invalid: use lower-case letters, digits, '_' and '.', "
+            "starting with a letter (e.g. 'math' or 'format.strict')"
+        )
+    return name
+
+
+class Status(str, Enum):
+    """The fixed vocabulary of reward outcomes.
+
+    Model-caused results carry a score (``correct`` .. ``syntax_error``). ``error`` is an
+    infrastructure failure (a reward raised, returned garbage, or its worker died) and
+    ``not_applicable`` means the item cannot be judged (e.g. the gold answer does not parse):
+    both are excluded from training signal, never counted as 0.
+    """
+
+    CORRECT = "correct"
+    PARTIAL = "partial"  # some credit: a fraction of unit tests, a soft format match, a penalty
+    INCORRECT = "incorrect"
+    UNPARSABLE = "unparsable"  # no answer could be extracted from the completion
+    REJECTED = "rejected"  # the answer was refused by a safety guard before any work (too big, too deep)
+    TIMEOUT = "timeout"  # the check ran past its hard deadline
+    MEMORY_LIMIT = "memory_limit"
+    OUTPUT_LIMIT = "output_limit"
+    RUNTIME_ERROR = "runtime_error"  # the model's code raised
+    SYNTAX_ERROR = "syntax_error"  # the model's code does not compile
+    ERROR = "error"  # infrastructure failure: never a silent 0
+    NOT_APPLICABLE = "not_applicable"
+
+    def __str__(self) -> str:  # so f-strings and tables print "correct", not "Status.CORRECT"
+        return self.value
+
+    @property
+    def excluded(self) -> bool:
+        """True when an outcome with this status carries no training signal."""
+        return self in (Status.ERROR, Status.NOT_APPLICABLE)
+
+
+class Outcome(BaseModel):
+    """What one reward says about one completion."""
+
+    model_config = ConfigDict(frozen=True)
+
+    score: float
+    status: Status
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("score")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError(f"score must be finite, got {v!r}")
+        return float(v)
+
+    # Short constructors for reward authors.
+    @classmethod
+    def correct(cls, score: float = 1.0, **details: Any) -> "Outcome":
+        return cls(score=score, status=Status.CORRECT, details=details)
+
+    @classmethod
+    def incorrect(cls, score: float = 0.0, **details: Any) -> "Outcome":
+        return cls(score=score, status=Status.INCORRECT, details=details)
+
+    @classmethod
+    def partial(cls, score: float, **details: Any) -> "Outcome":
+        return cls(score=score, status=Status.PARTIAL, details=details)
+
+    @classmethod
+    def unparsable(cls, score: float = 0.0, **details: Any) -> "Outcome":
+        return cls(score=score, status=Status.UNPARSABLE, details=details)
+
+    @classmethod
+    def of(cls, status: Status | str, score: float = 0.0, **details: Any) -> "Outcome":
+        return cls(score=score, status=Status(status), details=details)
+
+    @classmethod
+    def error(cls, message: str, **details: Any) -> "Outcome":
+        return cls(score=0.0, status=Status.ERROR, details={"error": message, **details})
+
+    @classmethod
+    def not_applicable(cls, reason: str, **details: Any) -> "Outcome":
+        return cls(score=0.0, status=Status.NOT_APPLICABLE, details={"reason": reason, **details})
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Example(BaseModel):
+    """One prompt of a task, with the gold data its rewards need (JSON-serialisable)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    prompt: list[Message]
+    gold: dict[str, Any] = Field(default_factory=dict)
+    task: str = ""  # filled in by the core when the example comes out of a registered task
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_from_text(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [{"role": "user", "content": v}]
+        return v
+
+    @field_validator("prompt")
+    @classmethod
+    def _nonempty(cls, v: list[Message]) -> list[Message]:
+        if not v:
+            raise ValueError("prompt must hold at least one message")
+        return v
+
+
+Expectation = Literal["full", "zero"] | Status
+
+
+class Fixture(BaseModel):
+    """A known completion for an example and what the task must say about it.
+
+    ``expect`` is ``"full"`` (every reward of the task at its maximum), ``"zero"`` (the weighted
+    total is 0, or the one named ``reward`` scores 0), or a :class:`Status` the named ``reward``
+    (default: the task's first reward) must report.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    example: Example
+    completion: str
+    expect: Expectation
+    reward: str | None = None
+    note: str = ""
+
+
+ExamplesFn = Callable[[str, int, dict[str, Any]], Iterable[Example]]
+RowFn = Callable[[dict[str, Any], dict[str, Any]], Example]
+
+
+class Task(BaseModel):
+    """A source of prompts plus the reward components that judge completions.
+
+    ``examples(split, seed, options)`` must be deterministic for a (split, seed, options); it may be
+    finite (a dataset) or endless (a generator). ``from_row(row, options)`` turns a row of a JSONL
+    file (the example's fields plus anything else) into an :class:`Example`, for ``grpo-env score``;
+    the default takes ``id``, ``prompt`` and puts every other field except ``completion`` in ``gold``.
+    ``options`` is a pydantic model class validating the per-task options a recipe may pass.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    description: str = ""
+    rewards: dict[str, float]
+    examples: ExamplesFn
+    from_row: RowFn | None = None
+    fixtures: list[Fixture] | Callable[[], list[Fixture]] = Field(default_factory=list)
+    options: type[BaseModel] | None = None
+    splits: tuple[str, ...] = ("train", "test")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name("task", v)
+
+    @field_validator("rewards")
+    @classmethod
+    def _rewards(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            raise ValueError("a task must name at least one reward component")
+        for name, weight in v.items():
+            check_name("reward", name)
+            if not math.isfinite(weight):
+                raise ValueError(f"weight of reward {name!r} must be finite")
+        return v
+
+    def get_fixtures(self) -> list[Fixture]:
+        return list(self.fixtures() if callable(self.fixtures) else self.fixtures)
+
+    def parse_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
+        """Validate per-task options (unknown keys are errors when an options model is declared)."""
+        options = dict(options or {})
+        if self.options is None:
+            if options:
+                raise ValueError(f"task {self.name!r} takes no options, got {sorted(options)}")
+            return {}
+        return self.options.model_validate(options).model_dump()
+
+    def example_from_row(self, row: dict[str, Any], options: dict[str, Any] | None = None) -> Example:
+        opts = self.parse_options(options)
+        if self.from_row is not None:
+            ex = self.from_row(row, opts)
+        else:
+            fields = {k: v for k, v in row.items() if k not in ("id", "prompt", "completion", "task")}
+            ex = Example(id=str(row.get("id", "")), prompt=row.get("prompt", ""), gold=fields)
+        return ex.model_copy(update={"task": self.name})
+
+
+class Reward(BaseModel):
+    """A named reward component: ``fn(completion, example) -> Outcome``.
+
+    ``fn`` must be a module-level function (it runs in scoring worker processes). ``timeout`` is
+    the hard deadline in seconds for one call, enforced by killing the worker. ``max_score`` is the
+    best score it can give (1.0 for a check, 0.0 for a penalty), used by fixtures' ``"full"``.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    fn: Callable[[str, Example], Outcome]
+    description: str = ""
+    timeout: float = Field(default=5.0, gt=0)
+    max_score: float = 1.0
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name("reward", v)
+
+
+class Scored(BaseModel):
+    """The judgement of one completion of one example: every component and the weighted total.
+
+    ``total`` is NaN when the completion carries no signal (a component reported ``error``, or
+    every component was ``not_applicable``); the engine leaves such completions out of advantages.
+    """
+
+    total: float
+    status: Status
+    components: dict[str, Outcome]
