@@ -1,0 +1,254 @@
+"""The `grpo-env` command line: plugins, tasks, score, check, doctor, train, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from grpo_env import __version__
+from grpo_env.plugins import PluginError, Registry, get_registry
+from grpo_env.recipe import RecipeError, apply_override
+
+out = Console()
+err = Console(stderr=True)
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def _registry(warn: bool = True) -> Registry:
+    try:
+        reg = get_registry()
+    except PluginError as e:
+        raise CLIError(str(e)) from None
+    if warn:
+        for info in reg.failures:
+            err.print(f"[yellow]warning:[/] plugin {info.name!r} is disabled: {info.error}", highlight=False)
+    return reg
+
+
+def _options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--option key=value`` pairs as a dict (values parsed as JSON when they parse)."""
+    data: dict[str, Any] = {}
+    for pair in pairs:
+        try:
+            apply_override(data, pair)
+        except RecipeError as e:
+            raise CLIError(str(e).replace("--section.key", "key")) from None
+    return data
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    reg = _registry(warn=False)
+    table = Table(title="grpo-env plugins")
+    for col in ("plugin", "distribution", "version", "status", "tasks", "rewards"):
+        table.add_column(col)
+    for info in sorted(reg.plugins.values(), key=lambda i: i.name):
+        status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(info.status, info.status)
+        table.add_row(info.name, info.distribution, info.version, status, ", ".join(info.tasks), ", ".join(info.rewards))
+    out.print(table)
+    for info in reg.plugins.values():
+        for problem in ([info.error] if info.error else []) + info.problems:
+            out.print(f"[red]{info.name}[/]: {problem}", highlight=False)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    reg = _registry()
+    if args.name is None:
+        table = Table(title="tasks")
+        for col in ("task", "plugin", "rewards (weight)", "description"):
+            table.add_column(col)
+        for name, task in sorted(reg.tasks.items()):
+            rewards = ", ".join(f"{r} ({w:g})" for r, w in task.rewards.items())
+            table.add_row(name, reg.origin[("task", name)], rewards, task.description)
+        out.print(table)
+        return 0
+    task = _task(reg, args.name)
+    try:
+        opts = task.parse_options(_options(args.option))
+        example = next(iter(task.examples(args.split, args.seed, opts)), None)
+    except Exception as e:
+        raise CLIError(f"task {task.name!r} could not produce an example: {type(e).__name__}: {e}") from None
+    out.print(f"[bold]{task.name}[/] (plugin {reg.origin[('task', task.name)]}): {task.description}")
+    out.print(f"rewards: {task.rewards}   splits: {', '.join(task.splits)}")
+    if example is None:
+        out.print(f"split {args.split!r} yields no examples")
+        return 0
+    out.print(f"\nexample {example.id!r} ({args.split}, seed {args.seed}):")
+    for m in example.prompt:
+        out.print(f"[cyan]{m.role}:[/] {m.content}", highlight=False)
+    out.print(f"[dim]gold: {json.dumps(example.gold, ensure_ascii=False)[:1000]}[/]", highlight=False)
+    return 0
+
+
+def _task(reg: Registry, name: str):
+    try:
+        return reg.task(name)
+    except PluginError as e:
+        raise CLIError(str(e)) from None
+
+
+def _status_table(title: str, counts: dict[str, int]) -> Table:
+    table = Table(title=title)
+    table.add_column("status")
+    table.add_column("rows", justify="right")
+    for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(status, str(n))
+    table.add_row("[bold]total[/]", str(sum(counts.values())))
+    return table
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from grpo_env.scorefile import INVALID, score_file
+    from grpo_env.scoring import ScoringService
+
+    reg = _registry()
+    task = _task(reg, args.task)
+    src = Path(args.input)
+    if not src.is_file():
+        raise CLIError(f"{src}: no such input file")
+    try:
+        options = task.parse_options(_options(args.option))
+    except ValueError as e:
+        raise CLIError(f"task {task.name!r}: invalid options: {e}") from None
+    dst = Path(args.output) if args.output else src.with_name(src.stem + ".scored.jsonl")
+    with ScoringService(reg.rewards, workers=args.workers) as service:
+        counts = score_file(task, task.rewards, src, dst, service, options)
+    out.print(_status_table(f"{task.name}: {src} -> {dst}", counts))
+    if counts.get(INVALID):
+        err.print(f"{counts[INVALID]} invalid row(s): see their 'error' field in {dst}")
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from grpo_env.check import check_task
+    from grpo_env.scoring import ScoringService
+
+    reg = _registry()
+    names = args.names or sorted(reg.tasks)
+    tasks = [_task(reg, n) for n in names]
+    if not tasks:
+        raise CLIError("no tasks registered: install a plugin (see `grpo-env plugins`)")
+    with ScoringService(reg.rewards, workers=args.workers) as service:
+        results = [check_task(t, reg, service) for t in tasks]
+    table = Table(title="grpo-env check")
+    for col in ("task", "plugin", "fixtures", "passed", "deterministic", "result"):
+        table.add_column(col)
+    for r in results:
+        verdict = "[green]ok[/]" if r.ok else "[red]FAIL[/]"
+        table.add_row(r.task, reg.origin[("task", r.task)], str(r.fixtures), str(r.passed), str(r.deterministic), verdict)
+    out.print(table)
+    for r in results:
+        for p in r.problems:
+            out.print(f"[red]{r.task}[/]: {p}", highlight=False)
+    failed_plugins = [i for i in reg.failures if not args.names]
+    return 0 if all(r.ok for r in results) and not failed_plugins else 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import platform
+
+    out.print(f"grpo-env {__version__} on Python {platform.python_version()}, {platform.platform()}")
+    try:
+        from grpo_env.sandbox import isolation_report
+    except ImportError as e:  # the sandbox is optional for non-code tasks
+        out.print(f"sandbox: unavailable ({e})")
+        return 1
+    table = Table(title="sandbox isolation on this machine")
+    for col in ("feature", "granted", "detail"):
+        table.add_column(col)
+    for feature, granted, detail in isolation_report():
+        table.add_row(feature, "[green]yes[/]" if granted else "[red]no[/]", detail)
+    out.print(table)
+    reg = _registry()
+    out.print(f"{len(reg.plugins)} plugins, {len(reg.tasks)} tasks, {len(reg.rewards)} rewards")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from grpo_env.train import main_train
+
+    return main_train(args.recipe, args.overrides, resume=args.resume)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from grpo_env.train import main_eval
+
+    return main_eval(args.recipe, args.model, args.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grpo-env", description="GRPO training on verifiable tasks from plugins.")
+    p.add_argument("--version", action="version", version=f"grpo-env {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("plugins", help="list plugins, their distributions and what they registered")
+    s.set_defaults(fn=cmd_plugins)
+
+    s = sub.add_parser("tasks", help="list tasks, or show one with a rendered example prompt")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--split", default="train")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a task option")
+    s.set_defaults(fn=cmd_tasks)
+
+    s = sub.add_parser("score", help="score a JSONL file of rows with a 'completion' field")
+    s.add_argument("task")
+    s.add_argument("--input", "-i", required=True)
+    s.add_argument("--output", "-o", help="default: INPUT.scored.jsonl")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a task option")
+    s.set_defaults(fn=cmd_score)
+
+    s = sub.add_parser("check", help="run tasks' fixtures through the scoring service (twice)")
+    s.add_argument("names", nargs="*")
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(fn=cmd_check)
+
+    s = sub.add_parser("doctor", help="report the sandbox isolation this machine grants")
+    s.set_defaults(fn=cmd_doctor)
+
+    s = sub.add_parser("train", help="train with a recipe: grpo-env train RECIPE [--train.lr=1e-5 ...]")
+    s.add_argument("recipe")
+    s.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("eval", help="accuracy per task on the held-out split")
+    s.add_argument("recipe")
+    s.add_argument("--model", help="a checkpoint or model directory (default: the recipe's model)")
+    s.set_defaults(fn=cmd_eval)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command in ("train", "eval"):
+        bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
+        if bad:
+            parser.error(f"unrecognised arguments: {' '.join(bad)} (recipe overrides look like --train.lr=1e-5)")
+        args.overrides = extra
+    elif extra:
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    try:
+        return args.fn(args)
+    except (CLIError, RecipeError, PluginError) as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Rollouts: render prompts, sample G completions per prompt in one batched ``generate``, and
+compute per-token log-probs of completion tokens (the LM head only on completion positions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from grpo_env.types import Example
+
+
+@dataclass
+class Rollout:
+    """A batch of B = prompts * G sequences: left-padded prompts then right-padded completions."""
+
+    input_ids: torch.Tensor  # (B, P + T) prompt then completion tokens
+    attention_mask: torch.Tensor  # (B, P + T) 0 on left prompt padding and after a completion's EOS
+    completion_mask: torch.Tensor  # (B, T) 1 on completion tokens up to and including EOS
+    truncated: torch.Tensor  # (B,) bool: no EOS within max_new_tokens
+    texts: list[str]  # (B,) decoded completions, special tokens dropped
+    prompt_len: int  # P
+
+    @property
+    def completion_ids(self) -> torch.Tensor:  # (B, T)
+        return self.input_ids[:, self.prompt_len :]
+
+    def select(self, rows: torch.Tensor | list[int]) -> "Rollout":
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return Rollout(
+            self.input_ids[rows],
+            self.attention_mask[rows],
+            self.completion_mask[rows],
+            self.truncated[rows],
+            [self.texts[i] for i in rows.tolist()],
+            self.prompt_len,
+        )
+
+
+def render_prompt(example: Example, tokenizer, chat_template: bool = True, system_prompt: str | None = None) -> str:
+    """The prompt text the model sees: the chat template with the assistant turn opened, or plain text."""
+    messages = [{"role": m.role, "content": m.content} for m in example.prompt]
+    if system_prompt is not None and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    if chat_template and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+
+def eos_ids(tokenizer, model) -> list[int]:
+    """Every token id that ends a completion (tokenizer EOS plus the model's generation config EOS)."""
+    ids: set[int] = set()
+    for src in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        if isinstance(src, int):
+            ids.add(src)
+        elif src:
+            ids.update(int(i) for i in src)
+    return sorted(ids)
+
+
+def completion_masks(completions: torch.Tensor, eos: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) token ids -> (mask (B, T) up to and including the first EOS, truncated (B,) no EOS)."""
+    is_eos = torch.isin(completions, torch.tensor(eos, device=completions.device))  # (B, T)
+    has_eos = is_eos.any(-1)  # (B,)
+    first = torch.where(has_eos, is_eos.int().argmax(-1), torch.full_like(has_eos, completions.shape[1], dtype=torch.long))
+    pos = torch.arange(completions.shape[1], device=completions.device).unsqueeze(0)  # (1, T)
+    mask = (pos <= first.unsqueeze(-1)).long()  # (B, T)
+    return mask, ~has_eos
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    group_size: int,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+) -> Rollout:
+    """G completions for each prompt from one batched ``generate`` call (prompts repeated G times)."""
+    device = next(model.parameters()).device
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    ids = enc["input_ids"].repeat_interleave(group_size, 0).to(device)  # (B, P)
+    attn = enc["attention_mask"].repeat_interleave(group_size, 0).to(device)  # (B, P)
+    eos = eos_ids(tokenizer, model)
+    sample = temperature > 0
+    kwargs = dict(do_sample=sample, temperature=temperature, top_p=top_p, top_k=top_k) if sample else dict(do_sample=False)
+    was_training = model.training
+    model.eval()
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=attn,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+        use_cache=True,
+        **kwargs,
+    )
+    model.train(was_training)
+    P = ids.shape[1]
+    completions = out[:, P:]  # (B, T)
+    if completions.shape[1] == 0:  # nothing generated at all: keep one padding column
+        completions = torch.full((out.shape[0], 1), tokenizer.pad_token_id, device=device)
+        out = torch.cat([out, completions], 1)
+    mask, truncated = completion_masks(completions, eos)
+    texts = tokenizer.batch_decode(completions * mask + tokenizer.pad_token_id * (1 - mask), skip_special_tokens=True)
+    return Rollout(out, torch.cat([attn, mask], 1), mask, truncated.cpu(), texts, P)
+
+
+def _hidden_and_head(model):
+    """(base model producing hidden states, LM head): runs the head only where log-probs are needed."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
+    return inner.get_decoder() if hasattr(inner, "get_decoder") else inner.model, inner.get_output_embeddings()
+
+
+def token_logprobs(
+    model,
+    input_ids: torch.Tensor,  # (B, P + T)
+    attention_mask: torch.Tensor,  # (B, P + T)
+    prompt_len: int,  # P
+    temperature: float = 1.0,  # the sampling temperature: log-probs of the distribution sampled from
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (B, T) of the completion tokens under ``model``, and optionally per-token entropy.
+
+    Positions follow the attention mask (as ``generate`` did with left padding). The LM head runs
+    only on the T positions that predict completion tokens, and the full-vocabulary softmax is never
+    stored: log p(token) = logit[token] - logsumexp(logits).
+    """
+    base, head = _hidden_and_head(model)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
+    hidden = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]  # (B, L, H)
+    h = hidden[:, prompt_len - 1 : -1]  # (B, T, H) the positions that predict completion tokens
+    logits = head(h).float()  # (B, T, V)
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    targets = input_ids[:, prompt_len:]  # (B, T)
+    lse = torch.logsumexp(logits, -1)  # (B, T)
+    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # (B, T)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            p = torch.softmax(logits.detach(), -1)
+            entropy = lse.detach() - (p * logits.detach()).sum(-1)  # (B, T)
+    return logp, entropy

@@ -1,0 +1,476 @@
+"""The GRPO training loop: sample G completions per prompt, score them, normalise rewards within
+each group, and take clipped, KL-penalised policy-gradient steps. One top-to-bottom function
+(:func:`train`), with its helpers just above it.
+
+The engine knows nothing of plugins: prompts come from a ``PromptSource`` and rewards from a
+``score_fn(examples, completions) -> list[Scored]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+
+from grpo_env.engine import checkpoint
+from grpo_env.engine.config import TrainConfig
+from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
+from grpo_env.engine.sampling import Rollout, generate, render_prompt, token_logprobs
+from grpo_env.types import Example, Scored
+
+ScoreFn = Callable[[list[Example], list[str]], list[Scored]]
+
+
+class PromptSource(Protocol):
+    """Where training prompts come from; its position is part of every checkpoint."""
+
+    def sample(self, n: int) -> list[Example]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many steps in a row had a non-finite loss or gradient."""
+
+
+@dataclass
+class Batch:
+    """One step's scored rollouts: B = groups * G sequences, groups on consecutive rows."""
+
+    examples: list[Example]  # (B,) the example of each sequence
+    rollout: Rollout
+    scored: list[Scored]  # (B,)
+    rewards: torch.Tensor  # (B,) float32, NaN = no signal
+    rounds: int = 1  # generation rounds it took (dynamic sampling)
+    dropped_groups: int = 0  # zero-spread groups dropped by dynamic sampling
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    bad_steps: int = 0  # non-finite steps in a row
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# rollouts
+
+
+def merge_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
+    """Concatenate rollouts with different prompt and completion lengths (re-padding both sides)."""
+    if len(parts) == 1:
+        return parts[0]
+    P = max(r.prompt_len for r in parts)
+    T = max(r.completion_ids.shape[1] for r in parts)
+    ids, attn, cmask = [], [], []
+    for r in parts:
+        lp, rp = P - r.prompt_len, T - r.completion_ids.shape[1]
+        ids.append(torch.nn.functional.pad(r.input_ids, (lp, rp), value=pad_id))
+        attn.append(torch.nn.functional.pad(r.attention_mask, (lp, rp), value=0))
+        cmask.append(torch.nn.functional.pad(r.completion_mask, (0, rp), value=0))
+    return Rollout(
+        torch.cat(ids), torch.cat(attn), torch.cat(cmask), torch.cat([r.truncated for r in parts]),
+        [t for r in parts for t in r.texts], P,
+    )
+
+
+def collect_batch(model, tokenizer, prompts: PromptSource, score_fn: ScoreFn, cfg: TrainConfig, timer: Counter) -> Batch:
+    """Sample, generate and score one step's batch; with dynamic sampling keep only groups whose
+    rewards differ, drawing more prompts until ``prompts_per_step`` groups are kept (or the round cap)."""
+    G, want = cfg.group_size, cfg.prompts_per_step
+    kept: list[tuple[list[Example], Rollout, list[Scored], torch.Tensor]] = []
+    n_kept, rounds, dropped = 0, 0, 0
+    while n_kept < want and rounds < cfg.max_sampling_rounds:
+        rounds += 1
+        examples = prompts.sample(want - n_kept)
+        texts = [render_prompt(e, tokenizer, cfg.chat_template, cfg.system_prompt) for e in examples]
+        t = time.perf_counter()
+        ro = generate(model, tokenizer, texts, G, max_new_tokens=cfg.max_new_tokens,
+                      temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
+        timer["generation"] += time.perf_counter() - t
+        seq_examples = [e for e in examples for _ in range(G)]
+        t = time.perf_counter()
+        scored = score_fn(seq_examples, ro.texts)
+        timer["scoring"] += time.perf_counter() - t
+        rewards = torch.tensor([s.total for s in scored], dtype=torch.float32)
+        keep_groups = list(range(len(examples)))
+        if cfg.dynamic_sampling:
+            flat = zero_spread_groups(rewards, G)
+            keep_groups = [g for g in keep_groups if not flat[g]]
+            dropped += len(examples) - len(keep_groups)
+            if not keep_groups:
+                continue
+        rows = [g * G + j for g in keep_groups for j in range(G)]
+        kept.append(([seq_examples[i] for i in rows], ro.select(rows), [scored[i] for i in rows], rewards[rows]))
+        n_kept += len(keep_groups)
+        if not cfg.dynamic_sampling:
+            break
+    if not kept:  # dynamic sampling found no group with spread: train on nothing this step
+        return Batch([], None, [], torch.zeros(0), rounds, dropped)  # type: ignore[arg-type]
+    return Batch(
+        [e for k in kept for e in k[0]],
+        merge_rollouts([k[1] for k in kept], tokenizer.pad_token_id),
+        [s for k in kept for s in k[2]],
+        torch.cat([k[3] for k in kept]),
+        rounds,
+        dropped,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the update
+
+
+def make_optimizer(model, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    total = max(cfg.steps * cfg.mu, 1)
+
+    def factor(i: int) -> float:  # i = optimiser steps taken so far
+        if i < cfg.warmup_steps:
+            return (i + 1) / (cfg.warmup_steps + 1)
+        frac = (i - cfg.warmup_steps) / max(total - cfg.warmup_steps, 1)
+        if cfg.lr_schedule == "linear":
+            return max(0.0, 1.0 - frac)
+        if cfg.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
+        return 1.0
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    size = size or n
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _autocast(model, enabled: bool):
+    device = next(model.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def frozen_logprobs(model, ro: Rollout, cfg: TrainConfig, disable_adapter: bool = False) -> torch.Tensor:
+    """(B, T) log-probs of the completions under a frozen model (reference, or the old policy)."""
+    out = []
+    ctx = model.disable_adapter() if disable_adapter else contextlib.nullcontext()
+    with ctx, _autocast(model, cfg.bf16):
+        for s in _chunks(ro.input_ids.shape[0], cfg.micro_batch_size):
+            lp, _ = token_logprobs(model, ro.input_ids[s], ro.attention_mask[s], ro.prompt_len, cfg.temperature)
+            out.append(lp)
+    return torch.cat(out)
+
+
+def update(
+    model,
+    opt: torch.optim.Optimizer,
+    sched,
+    ro: Rollout,
+    advantages: torch.Tensor,  # (B,)
+    loss_mask: torch.Tensor,  # (B, T)
+    ref_logp: torch.Tensor | None,  # (B, T)
+    old_logp: torch.Tensor | None,  # (B, T) None when mu = 1
+    cfg: TrainConfig,
+) -> tuple[dict[str, float], bool]:
+    """One optimiser step over the batch with gradient accumulation; returns (metrics, finite)."""
+    B = ro.input_ids.shape[0]
+    eps_high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
+    total_tokens = float(loss_mask.sum().item())
+    sums: Counter = Counter()
+    finite = True
+    model.train(model.is_gradient_checkpointing if hasattr(model, "is_gradient_checkpointing") else False)
+    opt.zero_grad(set_to_none=True)
+    for s in _chunks(B, cfg.micro_batch_size):
+        with _autocast(model, cfg.bf16):
+            logp, ent = token_logprobs(
+                model, ro.input_ids[s], ro.attention_mask[s], ro.prompt_len, cfg.temperature, with_entropy=True
+            )
+        loss, m = grpo_loss(
+            logp,
+            None if old_logp is None else old_logp[s],
+            None if ref_logp is None else ref_logp[s],
+            advantages[s].to(logp.device),
+            loss_mask[s],
+            loss_type=cfg.loss_type,
+            eps_low=cfg.epsilon,
+            eps_high=eps_high,
+            beta=cfg.beta,
+            kl_estimator=cfg.kl_estimator,
+            max_tokens=cfg.max_new_tokens,
+            total_tokens=total_tokens,
+            total_seqs=B,
+        )
+        if cfg.loss_type == "bnpo":  # a per-micro-batch mean: average the micro-batches
+            loss = loss / len(_chunks(B, cfg.micro_batch_size))
+        if not torch.isfinite(loss):
+            finite = False
+            break
+        loss.backward()
+        w = float(loss_mask[s].sum().item())  # token weight of this micro-batch's metrics
+        sums["loss"] += loss.item()
+        sums["entropy"] += masked_mean(ent, loss_mask[s]) * w
+        for k, v in m.items():
+            sums[k] += v * w
+        sums["_w"] += w
+    model.eval()
+    metrics = {"loss": sums["loss"]}
+    for k in ("entropy", "kl", "clip_low_frac", "clip_high_frac"):
+        if k in sums:
+            metrics[k] = sums[k] / max(sums["_w"], 1.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if finite else torch.tensor(math.nan)
+    metrics["grad_norm"] = float(grad_norm)
+    if not (finite and math.isfinite(metrics["grad_norm"])):
+        opt.zero_grad(set_to_none=True)
+        return metrics, False
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return metrics, True
+
+
+# ---------------------------------------------------------------------------------------------
+# logging
+
+
+def _stats(xs: list[float]) -> dict[str, float | int]:
+    t = torch.tensor([x for x in xs if math.isfinite(x)], dtype=torch.float64)
+    if t.numel() == 0:
+        return {"mean": None, "std": None, "n": 0}  # type: ignore[dict-item]
+    return {"mean": t.mean().item(), "std": t.std(unbiased=False).item(), "n": t.numel()}
+
+
+def reward_metrics(batch: Batch) -> dict[str, Any]:
+    """Reward mean and spread overall, per task and per component; status counts per task."""
+    by_task: dict[str, list[float]] = defaultdict(list)
+    by_comp: dict[str, list[float]] = defaultdict(list)
+    status: dict[str, Counter] = defaultdict(Counter)
+    for ex, sc in zip(batch.examples, batch.scored):
+        by_task[ex.task].append(sc.total)
+        status[ex.task][str(sc.status)] += 1
+        for name, o in sc.components.items():
+            if not o.status.excluded:
+                by_comp[name].append(o.score)
+            if o.status.value in ("timeout", "error", "unparsable", "memory_limit", "output_limit", "rejected"):
+                status[ex.task][f"{name}:{o.status.value}"] += 1
+    overall = _stats(batch.rewards.tolist())
+    return {
+        "reward_mean": overall["mean"],
+        "reward_std": overall["std"],
+        "reward_nan": int(torch.isnan(batch.rewards).sum()),
+        "reward_by_task": {t: _stats(v) for t, v in sorted(by_task.items())},
+        "reward_by_component": {c: _stats(v)["mean"] for c, v in sorted(by_comp.items())},
+        "status_by_task": {t: dict(c) for t, c in sorted(status.items())},
+    }
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+class RunLog:
+    """The run directory's append-only logs: metrics.jsonl, rollouts.jsonl and samples.log."""
+
+    def __init__(self, out_dir: Path, resume_step: int | None):
+        self.dir = out_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.jsonl", "rollouts.jsonl"):
+            self._truncate(self.dir / name, resume_step)
+
+    @staticmethod
+    def _truncate(path: Path, keep_upto: int | None) -> None:
+        """Drop records past the checkpoint we resume from (they are about to be redone)."""
+        if not path.exists():
+            return
+        if keep_upto is None:
+            path.unlink()
+            return
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        kept = []
+        for ln in lines:
+            try:
+                if json.loads(ln)["step"] <= keep_upto:
+                    kept.append(ln)
+            except (json.JSONDecodeError, KeyError):
+                break  # a torn last line from a kill
+        path.write_text("".join(k + "\n" for k in kept))
+
+    def append(self, name: str, record: dict[str, Any]) -> None:
+        with open(self.dir / name, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def samples(self, step: int, batch: Batch, n: int) -> None:
+        if n <= 0 or not batch.examples:
+            return
+        with open(self.dir / "samples.log", "a") as f:
+            for i in range(min(n, len(batch.examples))):
+                ex = batch.examples[i]
+                f.write(
+                    f"=== step {step} | {ex.task} | {ex.id} | reward {batch.scored[i].total:.3f} "
+                    f"({batch.scored[i].status}) ===\n[prompt] {ex.prompt[-1].content}\n"
+                    f"[completion] {batch.rollout.texts[i]}\n\n"
+                )
+
+
+def _progress(enabled: bool, total: int, start: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    prog = Progress(
+        TextColumn("[bold]GRPO"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"), disable=not enabled,
+    )
+    task = prog.add_task("train", total=total, completed=start, info="")
+    return prog, task
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+def train(
+    model,
+    tokenizer,
+    prompts: PromptSource,
+    score_fn: ScoreFn,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    ref_model=None,
+    resume: bool = False,
+    save_model: Callable[[Any, Any, Path], None] | None = None,
+) -> RunState:
+    """Train ``model`` for ``cfg.steps`` steps, logging to and checkpointing under ``out_dir``.
+
+    ``ref_model`` is the frozen reference for the KL term (needed when ``cfg.beta > 0``, unless the
+    model is a peft model: then the reference is the same model with its adapters disabled).
+    With ``resume``, the run continues from ``out_dir/checkpoints/latest`` exactly.
+    """
+    out_dir = Path(out_dir)
+    ckpt_root = out_dir / "checkpoints"
+    use_adapter_ref = cfg.beta > 0 and ref_model is None and hasattr(model, "disable_adapter")
+    if cfg.beta > 0 and ref_model is None and not use_adapter_ref:
+        raise ValueError("beta > 0 needs a reference model (or a LoRA model, whose base is the reference)")
+    opt, sched = make_optimizer(model, cfg)
+    run = RunState()
+
+    # resume: weights, optimiser, scheduler, RNG and the prompt stream's position
+    start_ckpt = checkpoint.latest(ckpt_root) if resume else None
+    if start_ckpt is not None:
+        state = checkpoint.load(start_ckpt)
+        missing, unexpected = model.load_state_dict(state["weights"], strict=False)
+        if unexpected:
+            raise RuntimeError(f"checkpoint {start_ckpt} does not fit this model: {unexpected[:3]}")
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        prompts.load_state_dict(state["prompts"])
+        checkpoint.set_rng_state(state["rng"])
+        run.step, run.bad_steps = state["step"], state["bad_steps"]
+    log = RunLog(out_dir, run.step if start_ckpt is not None else None)
+
+    def save() -> None:
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        state = {
+            "step": run.step,
+            "bad_steps": run.bad_steps,
+            "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in trainable},
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "prompts": prompts.state_dict(),
+            "rng": checkpoint.rng_state(),
+        }
+        writer = (lambda d: save_model(model, tokenizer, d)) if save_model else None
+        checkpoint.save(ckpt_root, run.step, state, writer, keep=cfg.keep_checkpoints)
+
+    prog, bar = _progress(cfg.progress, cfg.steps, run.step)
+    with prog:
+        while run.step < cfg.steps:
+            t_step = time.perf_counter()
+            timer: Counter = Counter()
+
+            # 1. sample prompts, generate G completions each, score them
+            batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer)
+            record: dict[str, Any] = {"step": run.step + 1, "lr": sched.get_last_lr()[0]}
+            metrics: dict[str, Any] = {}
+            ok = True
+            if batch.examples:
+                ro = batch.rollout
+                # 2. group-normalised advantages (NaN rewards: no signal, no loss)
+                adv, adv_m = group_advantages(batch.rewards, cfg.group_size, cfg.scale_rewards, cfg.adv_eps)
+                loss_mask = ro.completion_mask.clone().float()
+                loss_mask[torch.isnan(batch.rewards)] = 0
+                if cfg.mask_truncated:
+                    loss_mask[ro.truncated] = 0
+                loss_mask = loss_mask.to(ro.input_ids.device)
+
+                # 3. frozen log-probs: reference (beta > 0) and sampling policy (mu > 1 only)
+                t = time.perf_counter()
+                ref_logp = None
+                if cfg.beta > 0:
+                    ref_logp = frozen_logprobs(model if use_adapter_ref else ref_model, ro, cfg, use_adapter_ref)
+                old_logp = frozen_logprobs(model, ro, cfg) if cfg.mu > 1 else None
+
+                # 4. mu optimiser steps on this batch
+                for _ in range(cfg.mu):
+                    m, ok = update(model, opt, sched, ro, adv, loss_mask, ref_logp, old_logp, cfg)
+                    metrics = metrics or m  # report the first pass (ratio 1: the on-policy numbers)
+                    if not ok:
+                        metrics = m
+                        break
+                timer["update"] += time.perf_counter() - t
+                metrics.update(adv_m)
+                lengths = ro.completion_mask.sum(-1).float()
+                metrics.update(
+                    completion_len_mean=lengths.mean().item(),
+                    completion_len_max=lengths.max().item(),
+                    truncated_frac=ro.truncated.float().mean().item(),
+                )
+                metrics.update(reward_metrics(batch))
+            else:
+                metrics.update(zero_spread_frac=1.0, skipped_reason="no group with reward spread")
+
+            # 5. log the step; stop after too many non-finite steps in a row
+            run.bad_steps = 0 if ok else run.bad_steps + 1
+            run.step += 1
+            timer["total"] = time.perf_counter() - t_step
+            record.update({k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in metrics.items()})
+            record.update(
+                skipped=not ok,
+                sampling_rounds=batch.rounds,
+                dropped_groups=batch.dropped_groups,
+                sequences=len(batch.examples),
+                time={k: round(v, 3) for k, v in timer.items()},
+            )
+            log.append("metrics.jsonl", record)
+            log.append("rollouts.jsonl", {
+                "step": run.step,
+                "examples": [e.id for e in batch.examples[:: cfg.group_size]],
+                "tasks": [e.task for e in batch.examples[:: cfg.group_size]],
+                "rewards": [_finite_or_none(x) for x in batch.rewards.tolist()],
+                "completions": batch.rollout.texts if batch.examples else [],
+            })
+            log.samples(run.step, batch, cfg.log_samples)
+            run.history.append(record)
+            prog.update(bar, advance=1, info=_headline(record))
+            if run.bad_steps >= cfg.max_bad_steps:
+                raise TrainingDiverged(f"{run.bad_steps} steps in a row had a non-finite loss or gradient (step {run.step})")
+
+            # 6. checkpoint (atomic)
+            if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps:
+                save()
+    return run
+
+
+def _headline(r: dict[str, Any]) -> str:
+    def f(k: str, fmt: str = ".3f") -> str:
+        v = r.get(k)
+        return "-" if v is None else format(v, fmt)
+
+    return (f"reward {f('reward_mean')}  kl {f('kl', '.4f')}  len {f('completion_len_mean', '.0f')}  "
+            f"trunc {f('truncated_frac', '.2f')}  {r['time'].get('total', 0):.1f}s/step")

@@ -1,0 +1,236 @@
+"""The scoring service: rewards run in a pool of worker processes, each call under a hard deadline.
+
+A call that runs past its reward's ``timeout`` (plus ``grace``) gets its worker killed with SIGKILL
+and replaced; the item is reported as ``timeout``. A worker that dies (segfault, ``os._exit``) is
+replaced too and the item reported as ``error``. Items are dispatched only to idle workers, so at
+most ``workers`` calls are in flight and ``score_iter`` holds a bounded window of results; results
+come back in input order, and a reward's result does not depend on which worker ran it.
+
+No signals are used for deadlines (the supervisor waits on pipes with a timeout), so the service
+works from any thread; one lock serialises batches.
+
+Workers are forked when the service starts (and when one is replaced), so they see every reward
+registered at that time, including plugins registered in-process by tests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import multiprocessing as mp
+import signal
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection, wait
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from grpo_env.rewards import call_reward, combine
+from grpo_env.types import Example, Outcome, Reward, Scored, Status
+
+Item = tuple[str, Example, str]  # (reward name, example, completion)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), so no worker outlives a run."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _plain(details: dict) -> dict:
+    """Details as JSON-safe data (a reward may put anything there; it must cross a pipe and a log)."""
+    try:
+        return json.loads(json.dumps(details, default=repr))
+    except (TypeError, ValueError):
+        return {"repr": repr(details)[:2000]}
+
+
+def _worker_main(conn: Connection, rewards: Mapping[str, Reward]) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        idx, name, example, completion = msg
+        out = call_reward(rewards[name], completion, example)
+        conn.send((idx, out.score, out.status.value, _plain(out.details)))
+
+
+class _Worker:
+    def __init__(self, ctx: mp.context.BaseContext, rewards: Mapping[str, Reward]):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, rewards), daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: tuple[int, float] | None = None  # (item index, deadline on the monotonic clock)
+        self.reward = ""  # the reward it is running
+        self.deadline_s = 0.0
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.proc.join(timeout=2)
+        self.kill()
+
+
+class ScoringService:
+    """A pool of reward workers. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, rewards: Mapping[str, Reward], workers: int = 2, grace: float = 1.0, window: int | None = None):
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.rewards = dict(rewards)
+        self.grace = grace
+        self.window = window or 4 * workers  # results held waiting for an earlier one, at most
+        self.counts: Counter[str] = Counter()  # per-status counts over the service's life
+        self.replaced = 0  # workers killed (deadline) or found dead, and replaced
+        self._ctx = mp.get_context("fork")
+        self._lock = threading.Lock()
+        # Workers are forked from one long-lived thread: the kernel's parent-death signal fires when
+        # the *thread* that forked a child exits, so forking from a caller's short-lived thread
+        # would kill its workers with it.
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="grpo-env-scoring")
+        self._workers = [self._new_worker() for _ in range(workers)]
+        self._closed = False
+
+    # -- public API -------------------------------------------------------------------------
+
+    def score(self, items: Sequence[Item]) -> list[Outcome]:
+        """Score ``(reward_name, example, completion)`` items; outcomes in input order."""
+        return list(self.score_iter(items))
+
+    def score_iter(self, items: Iterable[Item]) -> Iterator[Outcome]:
+        """Score a stream of items lazily, yielding outcomes in input order."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the scoring service is closed")
+            yield from self._run(iter(items))
+
+    def score_examples(
+        self,
+        task_rewards: Sequence[Mapping[str, float]],
+        examples: Sequence[Example],
+        completions: Sequence[str],
+    ) -> list[Scored]:
+        """Score each completion with its example's reward components and combine them by weight."""
+        if not (len(task_rewards) == len(examples) == len(completions)):
+            raise ValueError("task_rewards, examples and completions must have the same length")
+        items = [(name, ex, c) for w, ex, c in zip(task_rewards, examples, completions) for name in w]
+        outcomes = iter(self.score(items))
+        return [combine({name: next(outcomes) for name in w}, w) for w in task_rewards]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for w in self._workers:
+            w.stop()
+        self._spawner.shutdown()
+
+    def __enter__(self) -> "ScoringService":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- the supervisor loop ----------------------------------------------------------------
+
+    def _run(self, items: Iterator[tuple[str, Example, str]]) -> Iterator[Outcome]:
+        done: dict[int, Outcome] = {}
+        next_out = 0  # index of the next outcome to yield
+        counter = itertools.count()
+        exhausted = False
+        while True:
+            # hand items to idle workers, keeping the out-of-order window bounded
+            for w in self._workers:
+                if w.job is None and not exhausted and len(done) < self.window:
+                    try:
+                        name, example, completion = next(items)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    idx = next(counter)
+                    if name not in self.rewards:
+                        done[idx] = Outcome.error(f"no reward named {name!r} in this scoring service")
+                        continue
+                    self._send(w, idx, name, example, completion)
+            busy = [w for w in self._workers if w.job is not None]
+            while next_out in done:
+                out = done.pop(next_out)
+                self.counts[out.status.value] += 1
+                yield out
+                next_out += 1
+            if not busy:
+                if exhausted and not done:
+                    return
+                continue
+            # wait for a result or the nearest deadline
+            timeout = max(0.0, min(w.job[1] for w in busy) - time.monotonic())
+            ready = wait([w.conn for w in busy], timeout=timeout)
+            now = time.monotonic()
+            for w in busy:
+                if w.conn in ready:
+                    self._receive(w, done)
+                elif now >= w.job[1]:
+                    idx = w.job[0]
+                    done[idx] = Outcome.of(Status.TIMEOUT, 0.0, deadline_s=round(w.deadline_s, 3))
+                    self._replace(w)
+
+    def _send(self, w: _Worker, idx: int, name: str, example: Example, completion: str) -> None:
+        for attempt in (0, 1):
+            try:
+                w.conn.send((idx, name, example, completion))
+                break
+            except (OSError, ValueError):  # the worker died while idle: replace it and retry once
+                if attempt:
+                    raise RuntimeError("scoring workers die on start; see their stderr") from None
+                w = self._replace(w)
+        w.reward = name
+        w.deadline_s = self.rewards[name].timeout + self.grace
+        w.job = (idx, time.monotonic() + w.deadline_s)
+
+    def _receive(self, w: _Worker, done: dict[int, Outcome]) -> None:
+        idx = w.job[0]
+        try:
+            _, score, status, details = w.conn.recv()
+            done[idx] = Outcome(score=score, status=Status(status), details=details)
+            w.job = None
+        except (EOFError, OSError):
+            w.proc.join(timeout=1)
+            code = w.proc.exitcode
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            done[idx] = Outcome.error(f"scoring worker died running reward {w.reward!r} ({how})", reward=w.reward)
+            self._replace(w)
+
+    def _new_worker(self) -> _Worker:
+        return self._spawner.submit(_Worker, self._ctx, self.rewards).result()
+
+    def _replace(self, w: _Worker) -> _Worker:
+        w.kill()
+        new = self._new_worker()
+        self._workers[self._workers.index(w)] = new
+        self.replaced += 1
+        return new

@@ -1,0 +1,399 @@
+"""The format plugin: every reward's rules with hand-computed values, hostile inputs, and discovery."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+from grpo_env import Example, Outcome, Status
+from grpo_env.rewards import call_reward
+
+import grpo_env_format
+from grpo_env_format import register_rewards, register_tasks
+
+
+def _collect(hook):
+    out = {}
+    hook(lambda obj: out.__setitem__(obj.name, obj))
+    return out
+
+
+REWARDS = _collect(register_rewards)
+TASKS = _collect(register_tasks)
+MB10 = 10_000_000
+
+
+def ex(fmt=None) -> Example:
+    return Example(id="t", prompt="q", gold={} if fmt is None else {"format": fmt})
+
+
+def score(name: str, completion: str, example: Example | None = None) -> Outcome:
+    """Run a reward through the core's call boundary (an exception would show up as status error)."""
+    out = call_reward(REWARDS[f"format.{name}"], completion, example or ex())
+    assert out.status is not Status.ERROR, out.details
+    return out
+
+
+GOOD = "<think>a</think><answer>b</answer>"
+
+
+# -- format.think_answer_strict ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [GOOD, "\n  <think>3 plus 4 is 7</think>\n\n<answer> 7 </answer>\n", "<think>a\x00b</think><answer>7</answer>"],
+)
+def test_strict_accepts(text):
+    out = score("think_answer_strict", text)
+    assert (out.score, out.status) == (1.0, Status.CORRECT)
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("x" + GOOD, "text before <think>"),
+        ("<think>a</think>x<answer>b</answer>", "text between </think> and <answer>"),
+        (GOOD + " thanks", "text after </answer>"),
+        ("<think></think><answer>b</answer>", "empty <think> block"),
+        ("<think>a</think><answer> \n\t</answer>", "empty <answer> block"),
+        ("<answer>b</answer><think>a</think>", "tags out of order"),
+        ("<think>a<answer>b</think></answer>", "tags out of order"),
+        ("<think>a</think><think>a</think><answer>b</answer>", "<think> appears 2 times"),
+        ("<think><think>a</think></think><answer>b</answer>", "<think> appears 2 times"),
+        ("<think>a</think><answer>b</answer><answer>b</answer>", "<answer> appears 2 times"),
+        ("<answer>b</answer>", "missing <think>"),
+        ("<think>a</think><answer>b", "missing </answer>"),
+        ("<think>a<answer>b</answer>", "missing </think>"),
+        ("", "missing <think>"),
+    ],
+)
+def test_strict_rejects_with_reason(text, reason):
+    out = score("think_answer_strict", text)
+    assert (out.score, out.status) == (0.0, Status.INCORRECT)
+    assert out.details["reason"].startswith(reason)
+
+
+# -- format.think_answer_soft --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD,
+        "Sure. <think>a</think> so: <answer>b</answer> done.",
+        "<think></think><think>a</think><answer>b</answer>",  # a later think block is filled
+        "<think>a</think><answer></answer><answer>b</answer>",  # a later answer block is filled
+        "<think><think>a</think></think><answer>b</answer>",  # nested: the innermost pair counts
+        GOOD + GOOD,
+    ],
+)
+def test_soft_accepts(text):
+    out = score("think_answer_soft", text)
+    assert (out.score, out.status) == (1.0, Status.CORRECT)
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("<answer>b</answer><think>a</think>", "no non-empty <answer>"),
+        ("<think>a</think>", "no non-empty <answer>"),
+        ("<think>a<answer>b</answer>", "no non-empty <think>"),
+        ("<think> </think><answer>b</answer>", "no non-empty <think>"),
+        ("<think>a</think><answer>\u200b</answer>", "no non-empty <answer>"),
+        ("plain text", "no non-empty <think>"),
+    ],
+)
+def test_soft_rejects(text, reason):
+    out = score("think_answer_soft", text)
+    assert (out.score, out.status) == (0.0, Status.INCORRECT)
+    assert out.details["reason"].startswith(reason)
+
+
+# -- format.answer_tag ---------------------------------------------------------------------------
+
+
+def test_answer_tag():
+    assert score("answer_tag", "The sum is <answer>7</answer>, I think.").score == 1.0
+    assert score("answer_tag", GOOD).status is Status.CORRECT
+    cases = {
+        "no tags": "missing <answer>",
+        "<answer>7</answer><answer>7</answer>": "<answer> appears 2 times",
+        "</answer>7<answer>": "</answer> comes before <answer>",
+        "<answer>\u200b\u00a0\ufeff</answer>": "empty <answer> block",
+        "<answer>7": "missing </answer>",
+    }
+    for text, reason in cases.items():
+        out = score("answer_tag", text)
+        assert (out.score, out.status) == (0.0, Status.INCORRECT), text
+        assert out.details["reason"].startswith(reason), text
+
+
+# -- format.tag_count ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, value, status",
+    [
+        (GOOD, 1.0, Status.CORRECT),
+        ("junk <think>a</think> <answer></answer> junk", 1.0, Status.CORRECT),  # counts only
+        (GOOD + "<answer>", 0.75, Status.PARTIAL),
+        ("<think>a</think>", 0.5, Status.PARTIAL),
+        ("<think><think>a</think><answer>b", 0.5, Status.PARTIAL),
+        ("<answer>", 0.25, Status.PARTIAL),
+        ("", 0.0, Status.INCORRECT),
+        (GOOD * 2, 0.0, Status.INCORRECT),
+    ],
+)
+def test_tag_count(text, value, status):
+    out = score("tag_count", text)
+    assert (out.score, out.status) == (value, status)
+
+
+def test_tag_count_reports_counts():
+    counts = score("tag_count", "<think><think>a</think>").details["counts"]
+    assert counts == {"<think>": 2, "</think>": 1, "<answer>": 0, "</answer>": 0}
+
+
+# -- format.overlong_penalty ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "length, value, status",
+    [
+        (0, 0.0, Status.CORRECT),
+        (60, 0.0, Status.CORRECT),  # max_len - buffer: still free
+        (61, -0.025, Status.PARTIAL),  # (60 - 61) / 40
+        (80, -0.5, Status.PARTIAL),
+        (99, -0.975, Status.PARTIAL),
+        (100, -1.0, Status.INCORRECT),  # reaches max_len
+        (101, -1.0, Status.INCORRECT),
+        (MB10, -1.0, Status.INCORRECT),
+    ],
+)
+def test_overlong_linear_zone(length, value, status):
+    out = score("overlong_penalty", "x" * length, ex({"max_len": 100, "overlong_buffer": 40}))
+    assert out.score == pytest.approx(value) and out.status is status
+    assert out.details["length"] == length
+
+
+def test_overlong_defaults_and_counts_characters():
+    assert score("overlong_penalty", "x" * 1536).score == 0.0  # 2048 - 512
+    assert score("overlong_penalty", "x" * 1537).score == pytest.approx(-1 / 512)
+    assert score("overlong_penalty", "x" * 1792).score == pytest.approx(-0.5)
+    assert score("overlong_penalty", "x" * 2049).score == -1.0
+    # characters, not bytes: 1536 non-ASCII characters are still within the free zone
+    assert score("overlong_penalty", "é" * 1536).score == 0.0
+
+
+def test_overlong_zero_buffer_is_a_step():
+    fmt = {"max_len": 10, "overlong_buffer": 0}
+    assert score("overlong_penalty", "x" * 10, ex(fmt)).score == 0.0
+    assert score("overlong_penalty", "x" * 11, ex(fmt)).score == -1.0
+
+
+@pytest.mark.parametrize(
+    "gold_format",
+    [
+        "long",
+        {"max_len": "2048"},
+        {"max_len": True},
+        {"max_len": 1.5},
+        {"max_len": 0},
+        {"overlong_buffer": -1},
+        {"max_len": 100, "overlong_buffer": 101},
+    ],
+)
+def test_overlong_bad_parameters_are_not_applicable(gold_format):
+    out = score("overlong_penalty", "text", ex(gold_format))
+    assert out.status is Status.NOT_APPLICABLE and out.score == 0.0
+    assert "format" in out.details["reason"]
+
+
+# -- format.repetition_penalty -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, ngram, value",
+    [
+        ("a b c d e", 3, 0.0),
+        ("a b c a b c", 3, -0.25),  # abc bca cab abc: 1 repeat of 4
+        ("a\tb\nc  a b c", 3, -0.25),  # any whitespace separates words
+        ("a a a a", 3, -0.5),  # aaa aaa
+        ("x " * 1000, 3, -997 / 998),
+        ("a b a", 1, -1 / 3),
+        ("a b a b", 2, -1 / 3),  # ab ba ab
+        ("A b c a b c", 3, 0.0),  # case matters
+        ("a b", 3, 0.0),  # fewer words than n
+        ("", 3, 0.0),
+    ],
+)
+def test_repetition(text, ngram, value):
+    out = score("repetition_penalty", text, ex({"ngram": ngram}))
+    assert out.score == pytest.approx(value)
+    assert out.status is (Status.CORRECT if value == 0 else Status.PARTIAL)
+
+
+def test_repetition_default_ngram_and_details():
+    out = score("repetition_penalty", "a b c a b c")
+    assert out.details == {"ngram": 3, "ngrams": 4, "repeated": 1}
+
+
+@pytest.mark.parametrize("gold_format", [{"ngram": 0}, {"ngram": "3"}, {"ngram": None}, ["ngram"]])
+def test_repetition_bad_parameters_are_not_applicable(gold_format):
+    assert score("repetition_penalty", "a b c", ex(gold_format)).status is Status.NOT_APPLICABLE
+
+
+# -- hostile inputs ------------------------------------------------------------------------------
+
+LOOKALIKES = [
+    "<th\u200bink>a</th\u200bink><answer>b</answer>",  # zero-width space inside the tag
+    "<th\u0456nk>a</th\u0456nk><answer>b</answer>",  # Cyrillic i
+    "\uff1cthink\uff1ea\uff1c/think\uff1e<answer>b</answer>",  # full-width brackets
+    "<THINK>a</THINK><answer>b</answer>",  # case
+    "<think\x00>a</think\x00><answer>b</answer>",  # NUL inside the tag
+    "<\x00think>a<\x00/think><answer>b</answer>",
+    "< think>a</ think><answer>b</answer>",
+]
+
+
+@pytest.mark.parametrize("text", LOOKALIKES)
+def test_lookalike_tags_are_not_tags(text):
+    assert score("think_answer_strict", text).details["reason"] == "missing <think>"
+    assert score("think_answer_soft", text).status is Status.INCORRECT
+    assert score("tag_count", text).score == 0.5  # only the two answer tags count
+    assert score("answer_tag", text).score == 1.0
+
+
+def test_invisible_content_is_empty_and_invisible_prefix_is_text():
+    assert score("think_answer_strict", "<think>\x00\u200b</think><answer>7</answer>").details["reason"] == (
+        "empty <think> block"
+    )
+    assert score("think_answer_strict", "<think>a</think><answer>\ufeff</answer>").details["reason"] == (
+        "empty <answer> block"
+    )
+    # invisible characters are not whitespace: before the think block they are text
+    assert score("think_answer_strict", "\u200b" + GOOD).details["reason"] == "text before <think>"
+    assert score("think_answer_strict", "\x00" + GOOD).details["reason"] == "text before <think>"
+
+
+def test_unterminated_tags():
+    text = "<think>a</think><answer>7"
+    assert score("think_answer_strict", text).details["reason"] == "missing </answer>"
+    assert score("think_answer_soft", text).status is Status.INCORRECT
+    assert score("answer_tag", text).status is Status.INCORRECT
+    assert score("tag_count", text).score == 0.75
+
+
+@pytest.mark.timeout(120)
+def test_many_openers():
+    openers = "<think>" * 100_000
+    closed = openers + "a</think><answer>b</answer>"
+    assert score("think_answer_strict", closed).details["reason"] == "<think> appears 100000 times, expected exactly once"
+    assert score("think_answer_soft", closed).score == 1.0  # innermost block "a"
+    assert score("tag_count", closed).score == 0.75
+    assert score("think_answer_soft", openers).status is Status.INCORRECT
+    assert score("think_answer_soft", openers + "<answer>b</answer>").status is Status.INCORRECT
+    assert score("repetition_penalty", openers).score == 0.0  # one "word"
+    many_empty = "<think></think>" * 100_000 + "<answer>b</answer>"
+    assert score("think_answer_soft", many_empty).details["reason"].startswith("no non-empty <think>")
+    closers_first = "</think>" * 100_000 + "<think>a"
+    assert score("think_answer_soft", closers_first).status is Status.INCORRECT
+
+
+@pytest.mark.timeout(300)
+def test_ten_megabyte_inputs():
+    big = "x" * MB10
+    cases = {
+        # (text, reward): (score, status)
+        ("think", f"<think>{big}</think><answer>7</answer>"): 1.0,
+        ("answer", f"<answer>{big}</answer>"): 1.0,
+        ("openers", "<think>" * (MB10 // 7)): 0.0,
+        ("alternating", "<think></think><answer></answer>" * (MB10 // 32)): 0.0,
+        ("trailing", GOOD + " " * MB10): 1.0,
+    }
+    for (label, text), value in cases.items():
+        for name in ("think_answer_strict", "think_answer_soft", "answer_tag"):
+            if label == "answer" and name != "answer_tag":
+                continue
+            if label == "think" and name == "answer_tag":
+                continue
+            assert score(name, text).score == value, (label, name)
+    assert score("tag_count", "<think>" * (MB10 // 7)).score == 0.0
+    assert score("overlong_penalty", big).score == -1.0
+    distinct = " ".join(str(i) for i in range(1_500_000))  # ~10 MB of unique words
+    assert len(distinct) > 9_000_000
+    assert score("repetition_penalty", distinct).score == 0.0
+    out = score("repetition_penalty", "to be or not " * (MB10 // 13))
+    total = 4 * (MB10 // 13) - 2
+    assert out.details["repeated"] == total - 4  # only 4 distinct trigrams in a 4-word cycle
+    assert out.score == pytest.approx(-(total - 4) / total)
+
+
+# -- demo task -----------------------------------------------------------------------------------
+
+
+def test_demo_examples_are_deterministic_and_carry_options():
+    task = TASKS["format_demo"]
+    opts = task.parse_options({"count": 5, "max_len": 300})
+    a = [e.model_dump() for e in task.examples("train", 1, opts)]
+    assert a == [e.model_dump() for e in task.examples("train", 1, opts)]
+    assert len(a) == 5 and a[0]["gold"]["format"] == {"max_len": 300, "overlong_buffer": 512}
+    assert "<think>" in a[0]["prompt"][0]["content"]
+    assert a != [e.model_dump() for e in task.examples("test", 1, opts)]
+    with pytest.raises(ValueError, match="splits"):
+        list(task.examples("validation", 1, opts))
+    with pytest.raises(ValueError):
+        task.parse_options({"count": 0})
+    with pytest.raises(ValueError):
+        task.parse_options({"colour": "red"})
+
+
+def test_demo_gold_completion_scores_full_marks_on_every_reward():
+    task = TASKS["format_demo"]
+    example = next(iter(task.examples("train", 0, task.parse_options({}))))
+    answer = example.gold["answer"]
+    completion = f"<think>Adding the two numbers gives {answer}.</think>\n<answer>{answer}</answer>"
+    for name in task.rewards:
+        assert call_reward(REWARDS[name], completion, example).score == REWARDS[name].max_score, name
+
+
+# -- discovery and the real scoring path ---------------------------------------------------------
+
+
+def test_entry_point_is_installed():
+    eps = {e.name: e for e in importlib.metadata.entry_points(group="grpo_env")}
+    assert eps["format"].value == "grpo_env_format"
+    assert eps["format"].dist.metadata["Name"] == "grpo-env-format"
+    module = eps["format"].load()
+    assert module is grpo_env_format
+    for hook in ("register_rewards", "register_tasks"):
+        assert hasattr(getattr(module, hook), "grpo_env_impl")  # marked with @hookimpl
+
+
+def test_registry_has_the_rewards_and_task():
+    from grpo_env.plugins import get_registry
+
+    registry = get_registry()
+    assert registry.plugins["format"].status == "loaded", registry.plugins["format"].error
+    assert set(REWARDS) <= set(registry.rewards) and all(n.startswith("format.") for n in REWARDS)
+    assert len(REWARDS) == 6
+    assert "format_demo" in registry.tasks
+    assert registry.rewards["format.overlong_penalty"].max_score == 0.0
+
+
+def test_demo_fixtures_pass_through_the_scoring_service():
+    from grpo_env.check import check_task
+    from grpo_env.plugins import get_registry
+    from grpo_env.scoring import ScoringService
+
+    registry = get_registry()
+    with ScoringService(registry.rewards, workers=2) as service:
+        result = check_task(registry.tasks["format_demo"], registry, service)
+        assert result.ok, result.problems
+        assert result.fixtures >= 10
+        # the rewards also run in forked workers on a large hostile input
+        hostile = "<think>" * 100_000 + "\u200b" * 1_000_000
+        outs = service.score([(name, ex(), hostile) for name in REWARDS])
+    assert len(outs) == 6 and all(o.status is not Status.ERROR for o in outs)
+    assert outs[list(REWARDS).index("format.tag_count")].score == 0.0

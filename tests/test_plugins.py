@@ -1,0 +1,162 @@
+"""The plugin host: discovery through installed entry points, validation, attribution, failures."""
+
+import pytest
+
+from grpo_env import Outcome, Reward, Task, hookimpl
+from grpo_env.plugins import PluginError
+
+GOOD = """
+from grpo_env import Example, Outcome, Reward, Task, hookimpl
+
+def exact(completion, example):
+    return Outcome.correct() if completion == example.gold["a"] else Outcome.incorrect()
+
+def examples(split, seed, options):
+    yield Example(id=f"{split}{seed}", prompt="say hi", gold={"a": "hi"})
+
+@hookimpl
+def register_rewards(register):
+    register(Reward(name="{name}.exact", fn=exact))
+
+@hookimpl
+def register_tasks(register):
+    register(Task(name="{name}", rewards={{"{name}.exact": 1.0}}, examples=examples))
+"""
+
+
+def good(name):
+    return GOOD.replace("{name}", name).replace("{{", "{").replace("}}", "}")
+
+
+def test_discovers_installed_entry_point_and_attributes_registrations(make_dist, fresh_plugins):
+    make_dist("tp-alpha-dist", "alpha", "tp_alpha", good("alpha"), version="2.3")
+    reg = fresh_plugins.get_registry()
+    info = reg.plugins["alpha"]
+    assert (info.status, info.distribution, info.version) == ("loaded", "tp-alpha-dist", "2.3")
+    assert info.tasks == ["alpha"] and info.rewards == ["alpha.exact"]
+    assert reg.origin[("task", "alpha")] == "alpha"
+    assert reg.task("alpha").rewards == {"alpha.exact": 1.0}
+
+
+def test_entry_points_load_once(make_dist, fresh_plugins):
+    make_dist("tp-alpha-dist", "alpha", "tp_alpha", good("alpha") + "\nLOADS = globals().get('LOADS', 0) + 1\n")
+    first = fresh_plugins.get_registry()
+    fresh_plugins.load_plugins()
+    assert fresh_plugins.get_registry() is first
+    import sys
+
+    assert sys.modules["tp_alpha"].LOADS == 1
+
+
+def test_import_failure_disables_only_that_plugin(make_dist, fresh_plugins):
+    make_dist("tp-alpha-dist", "alpha", "tp_alpha", good("alpha"))
+    make_dist("tp-broken-dist", "broken", "tp_broken", "import no_such_module_xyz\n")
+    reg = fresh_plugins.get_registry()
+    assert reg.plugins["broken"].status == "failed"
+    assert "No module named 'no_such_module_xyz'" in reg.plugins["broken"].error
+    assert "tp_broken" in reg.plugins["broken"].error
+    assert "alpha" in reg.tasks
+
+
+def test_hookimpl_with_unknown_argument_is_named(make_dist, fresh_plugins):
+    make_dist("tp-args-dist", "args", "tp_args", "from grpo_env import hookimpl\n@hookimpl\ndef register_tasks(register, config):\n    pass\n")
+    info = fresh_plugins.get_registry().plugins["args"]
+    assert info.status == "failed"
+    assert "invalid hook implementation" in info.error and "config" in info.error
+
+
+def test_misspelled_hook_fails_at_load(make_dist, fresh_plugins):
+    make_dist("tp-typo-dist", "typo", "tp_typo", "from grpo_env import hookimpl\n@hookimpl\ndef register_task(register):\n    pass\n")
+    info = fresh_plugins.get_registry().plugins["typo"]
+    assert info.status == "failed"
+    assert "register_task" in info.error and "register_tasks" in info.error  # names the known hooks
+    assert not fresh_plugins.pm.has_plugin("typo")
+
+
+def test_duplicate_names_stop_with_both_plugins_named(make_dist, fresh_plugins):
+    make_dist("tp-one-dist", "one", "tp_one", good("same"))
+    make_dist("tp-two-dist", "two", "tp_two", good("same"))
+    with pytest.raises(PluginError) as e:
+        fresh_plugins.get_registry()
+    msg = str(e.value)
+    assert "'same.exact'" in msg and "'one'" in msg and "'two'" in msg and "tp-two-dist" in msg
+    assert "GRPO_ENV_BLOCK_PLUGINS" in msg
+
+
+def test_wrong_type_registration_disables_plugin(make_dist, fresh_plugins):
+    make_dist(
+        "tp-wrong-dist", "wrong", "tp_wrong",
+        "from grpo_env import hookimpl\n@hookimpl\ndef register_rewards(register):\n    register(lambda c, e: 1.0)\n",
+    )
+    info = fresh_plugins.get_registry().plugins["wrong"]
+    assert info.status == "failed"
+    assert "registered a function, expected grpo_env.Reward" in info.error
+
+
+def test_failure_in_one_hook_drops_all_registrations_of_plugin(make_dist, fresh_plugins):
+    src = good("half") + "\n@hookimpl\ndef register_tasks(register):\n    raise RuntimeError('no data')\n"
+    make_dist("tp-half-dist", "half", "tp_half", src)
+    reg = fresh_plugins.get_registry()
+    assert reg.plugins["half"].status == "failed" and "no data" in reg.plugins["half"].error
+    assert "half.exact" not in reg.rewards
+    with pytest.raises(PluginError, match="of plugin 'half' is unavailable.*no data"):
+        reg.reward("half.exact")
+
+
+def test_task_with_unknown_reward_is_dropped(make_dist, fresh_plugins):
+    src = good("lone").replace('{"lone.exact": 1.0}', '{"nobody.has_this": 1.0}')
+    make_dist("tp-lone-dist", "lone", "tp_lone", src)
+    reg = fresh_plugins.get_registry()
+    assert "lone" not in reg.tasks and "lone.exact" in reg.rewards
+    with pytest.raises(PluginError, match="unregistered reward"):
+        reg.task("lone")
+
+
+def test_invalid_task_name_is_named_in_error(make_dist, fresh_plugins):
+    make_dist("tp-bad-dist", "badname", "tp_badname", good("badname").replace('name="badname"', 'name="Bad Name"'))
+    info = fresh_plugins.get_registry().plugins["badname"]
+    assert info.status == "failed" and "'Bad Name' is invalid" in info.error
+
+
+def test_allow_and_block_lists(make_dist, fresh_plugins, monkeypatch):
+    make_dist("tp-alpha-dist", "alpha", "tp_alpha", good("alpha"))
+    make_dist("tp-beta-dist", "beta", "tp_beta", good("beta"))
+    monkeypatch.setenv("GRPO_ENV_PLUGINS", "beta")
+    reg = fresh_plugins.get_registry()
+    assert reg.plugins["alpha"].status == "blocked" and "alpha" not in reg.tasks and "beta" in reg.tasks
+    fresh_plugins.reset()
+    monkeypatch.delenv("GRPO_ENV_PLUGINS")
+    monkeypatch.setenv("GRPO_ENV_BLOCK_PLUGINS", "beta, other")
+    reg = fresh_plugins.get_registry()
+    assert "alpha" in reg.tasks and "beta" not in reg.tasks
+
+
+def test_unknown_task_lookup_suggests(make_dist, fresh_plugins):
+    make_dist("tp-alpha-dist", "alpha", "tp_alpha", good("alpha"))
+    with pytest.raises(PluginError, match="did you mean 'alpha'"):
+        fresh_plugins.get_registry().task("alpah")
+
+
+def always(completion, example):
+    return Outcome.correct()
+
+
+class InlinePlugin:
+    @hookimpl
+    def register_rewards(self, register):
+        register(Reward(name="inline.always", fn=always))
+
+    @hookimpl
+    def register_tasks(self, register):
+        register(Task(name="inline", rewards={"inline.always": 1.0}, examples=lambda s, seed, o: []))
+
+
+def test_register_plugin_fixture_registers_for_one_test(register_plugin):
+    reg = register_plugin(InlinePlugin(), name="inline")
+    assert reg.origin[("reward", "inline.always")] == "inline"
+
+
+def test_previous_test_plugin_is_gone():
+    from grpo_env.plugins import get_registry
+
+    assert "inline" not in get_registry().tasks
