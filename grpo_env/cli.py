@@ -45,11 +45,16 @@ def _options(pairs: Sequence[str]) -> dict[str, Any]:
     return data
 
 
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, overflow="fold")  # names are never cut to an ellipsis
+    return table
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     reg = _registry(warn=False)
-    table = Table(title="grpo-env plugins")
-    for col in ("plugin", "distribution", "version", "status", "tasks", "rewards"):
-        table.add_column(col)
+    table = _table("grpo-env plugins", "plugin", "distribution", "version", "status", "tasks", "rewards")
     for info in sorted(reg.plugins.values(), key=lambda i: i.name):
         status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(info.status, info.status)
         table.add_row(info.name, info.distribution, info.version, status, ", ".join(info.tasks), ", ".join(info.rewards))
@@ -63,9 +68,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     reg = _registry()
     if args.name is None:
-        table = Table(title="tasks")
-        for col in ("task", "plugin", "rewards (weight)", "description"):
-            table.add_column(col)
+        table = _table("tasks", "task", "plugin", "rewards (weight)", "description")
         for name, task in sorted(reg.tasks.items()):
             rewards = ", ".join(f"{r} ({w:g})" for r, w in task.rewards.items())
             table.add_row(name, reg.origin[("task", name)], rewards, task.description)
@@ -97,9 +100,7 @@ def _task(reg: Registry, name: str):
 
 
 def _status_table(title: str, counts: dict[str, int]) -> Table:
-    table = Table(title=title)
-    table.add_column("status")
-    table.add_column("rows", justify="right")
+    table = _table(title, "status", "rows")
     for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         table.add_row(status, str(n))
     table.add_row("[bold]total[/]", str(sum(counts.values())))
@@ -140,9 +141,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CLIError("no tasks registered: install a plugin (see `grpo-env plugins`)")
     with ScoringService(reg.rewards, workers=args.workers) as service:
         results = [check_task(t, reg, service) for t in tasks]
-    table = Table(title="grpo-env check")
-    for col in ("task", "plugin", "fixtures", "passed", "deterministic", "result"):
-        table.add_column(col)
+    table = _table("grpo-env check", "task", "plugin", "fixtures", "passed", "deterministic", "result")
     for r in results:
         verdict = "[green]ok[/]" if r.ok else "[red]FAIL[/]"
         table.add_row(r.task, reg.origin[("task", r.task)], str(r.fixtures), str(r.passed), str(r.deterministic), verdict)
@@ -163,9 +162,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except ImportError as e:  # the sandbox is optional for non-code tasks
         out.print(f"sandbox: unavailable ({e})")
         return 1
-    table = Table(title="sandbox isolation on this machine")
-    for col in ("feature", "granted", "detail"):
-        table.add_column(col)
+    table = _table("sandbox isolation on this machine", "feature", "granted", "detail")
     for feature, granted, detail in isolation_report():
         table.add_row(feature, "[green]yes[/]" if granted else "[red]no[/]", detail)
     out.print(table)

@@ -1,0 +1,59 @@
+"""grpo-env format plugin: rewards for the layout of a completion, not its content.
+
+Rewards (all under the ``format.`` prefix): ``think_answer_strict``, ``think_answer_soft``,
+``answer_tag``, ``tag_count``, ``overlong_penalty``, ``repetition_penalty``; and one demo task,
+``format_demo``. Every reward scans the text in linear time (``str.find``/``str.count``, no regex).
+"""
+
+from __future__ import annotations
+
+from grpo_env import Reward, hookimpl
+
+from grpo_env_format import penalties, structure
+from grpo_env_format.demo import TASK
+
+REWARDS = [
+    Reward(
+        name="format.think_answer_strict",
+        fn=structure.think_answer_strict,
+        description="exactly one non-empty <think> block then one non-empty <answer> block, only whitespace around",
+    ),
+    Reward(
+        name="format.think_answer_soft",
+        fn=structure.think_answer_soft,
+        description="a non-empty <think> block followed somewhere by a non-empty <answer> block",
+    ),
+    Reward(
+        name="format.answer_tag",
+        fn=structure.answer_tag,
+        description="exactly one non-empty <answer> block, text around allowed",
+    ),
+    Reward(
+        name="format.tag_count",
+        fn=structure.tag_count,
+        description="0.25 for each of <think>, </think>, <answer>, </answer> occurring exactly once",
+    ),
+    Reward(
+        name="format.overlong_penalty",
+        fn=penalties.overlong_penalty,
+        description="DAPO soft overlong punishment on length in characters (gold.format.max_len, overlong_buffer)",
+        max_score=0.0,
+    ),
+    Reward(
+        name="format.repetition_penalty",
+        fn=penalties.repetition_penalty,
+        description="minus the fraction of repeated word n-grams (gold.format.ngram, default 3)",
+        max_score=0.0,
+    ),
+]
+
+
+@hookimpl
+def register_rewards(register):
+    for reward in REWARDS:
+        register(reward)
+
+
+@hookimpl
+def register_tasks(register):
+    register(TASK)
