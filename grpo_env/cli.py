@@ -183,6 +183,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return main_eval(args.recipe, args.model, args.overrides)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from grpo_env.report import ReportError, write_report
+
+    try:
+        md = write_report(args.run_dir)
+    except ReportError as e:
+        raise CLIError(str(e)) from None
+    out.print(f"report: {md} (plots beside it)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grpo-env", description="GRPO training on verifiable tasks from plugins.")
     p.add_argument("--version", action="version", version=f"grpo-env {__version__}")
@@ -223,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("recipe")
     s.add_argument("--model", help="a checkpoint or model directory (default: the recipe's model)")
     s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("report", help="regenerate a run directory's plots and markdown summary")
+    s.add_argument("run_dir")
+    s.set_defaults(fn=cmd_report)
     return p
 
 
