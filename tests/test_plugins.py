@@ -160,3 +160,33 @@ def test_previous_test_plugin_is_gone():
     from grpo_env.plugins import get_registry
 
     assert "inline" not in get_registry().tasks
+
+
+def test_builtin_plugins_are_discovered_as_installed_distributions(fresh_plugins):
+    """plugins/* are installed by the set-up as their own distributions and found by entry point."""
+    import importlib.metadata
+    from pathlib import Path
+
+    builtin = sorted(p.name for p in (Path(__file__).parent.parent / "plugins").iterdir() if (p / "pyproject.toml").exists())
+    assert "format" in builtin
+    eps = {ep.name: ep for ep in importlib.metadata.entry_points(group="grpo_env")}
+    reg = fresh_plugins.get_registry()
+    for name in builtin:
+        assert name in eps, f"plugin {name} is not installed (run .ci/setup)"
+        info = reg.plugins[name]
+        assert info.status == "loaded", info.error
+        assert info.distribution == f"grpo-env-{name}"
+        assert info.version == importlib.metadata.version(f"grpo-env-{name}")
+        assert info.tasks or info.rewards
+
+
+def test_core_never_imports_a_plugin_by_name():
+    import re
+    from pathlib import Path
+
+    core = Path(__file__).parent.parent / "grpo_env"
+    offenders = [
+        str(p) for p in core.rglob("*.py")
+        if re.search(r"^\s*(from|import)\s+grpo_env_\w+", p.read_text(), flags=re.M)
+    ]
+    assert offenders == []
