@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
-from grpo_env.types import Status
-
 from grpo_env_math import register_rewards, register_tasks
+
+from grpo_env.types import Status
 
 
 def _collect(hook):
@@ -41,12 +41,12 @@ def test_arith_deterministic_and_disjoint(difficulty):
 
 @pytest.mark.parametrize("difficulty", [1, 2, 3, 4, 5])
 def test_arith_gold_answers_score_full(difficulty):
+    # the golds themselves are recomputed independently in test_math_tasks.py
     task, reward = TASKS["math_arith"], REWARDS["math.answer"]
     for ex in task.examples("test", 0, task.parse_options({"difficulty": difficulty, "count": 30})):
-        question = ex.prompt[0].content.split("?")[0].removeprefix("What is ")
-        value = eval(question.replace("/", "//"), {"__builtins__": {}})  # our own generated text
-        assert ex.gold["answer"] == str(value)
+        value = int(ex.gold["answer"])
         assert reward.fn(f"... so \\boxed{{{value}}}", ex).status is Status.CORRECT
+        assert reward.fn(f"The answer is {value}.", ex).status is Status.CORRECT
         assert reward.fn(f"\\boxed{{{value + 1}}}", ex).status is Status.INCORRECT
 
 

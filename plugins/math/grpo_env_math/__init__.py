@@ -1,0 +1,33 @@
+"""grpo-env math plugin: the ``math.answer`` reward (safe parsing, sympy equivalence) and math tasks.
+
+Registered through the ``grpo_env`` entry point ``math``; the core never imports this by name.
+"""
+
+from __future__ import annotations
+
+from grpo_env import hookimpl
+from grpo_env.types import Reward
+from grpo_env_math.reward import answer_reward
+
+ANSWER_TIMEOUT = 5.0  # seconds; the scoring service kills a check that runs past it
+
+
+@hookimpl
+def register_rewards(register):
+    register(
+        Reward(
+            name="math.answer",
+            fn=answer_reward,
+            description="1.0 when the final answer (\\boxed{}, <answer>, ####, 'the answer is', last number) "
+            "equals the gold answer (exact, numeric, then bounded symbolic check), else 0.0",
+            timeout=ANSWER_TIMEOUT,
+        )
+    )
+
+
+@hookimpl
+def register_tasks(register):
+    from grpo_env_math.catalog import all_tasks
+
+    for task in all_tasks():
+        register(task)
