@@ -19,6 +19,7 @@ import ctypes
 import itertools
 import json
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
@@ -33,13 +34,15 @@ from grpo_env.types import Example, Outcome, Reward, Scored, Status
 Item = tuple[str, Example, str]  # (reward name, example, completion)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux), so no worker outlives a run."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent_pid:  # the parent died before the request above: nobody will signal us
+        os._exit(0)
 
 
 def _plain(details: dict) -> dict:
@@ -50,8 +53,8 @@ def _plain(details: dict) -> dict:
         return {"repr": repr(details)[:2000]}
 
 
-def _worker_main(conn: Connection, rewards: Mapping[str, Reward]) -> None:
-    _die_with_parent()
+def _worker_main(conn: Connection, rewards: Mapping[str, Reward], parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     while True:
         try:
@@ -68,7 +71,7 @@ def _worker_main(conn: Connection, rewards: Mapping[str, Reward]) -> None:
 class _Worker:
     def __init__(self, ctx: mp.context.BaseContext, rewards: Mapping[str, Reward]):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, rewards), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, rewards, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
         self.job: tuple[int, float] | None = None  # (item index, deadline on the monotonic clock)

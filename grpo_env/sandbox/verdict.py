@@ -1,0 +1,204 @@
+"""Verdicts computed in the trusted parent from data: run the code in a sandbox, compare there.
+
+The child only ever receives code and call arguments. It sends back each test's result as tagged
+JSON; here it is decoded into built-in values and compared with :func:`codec.equal`, so no
+model-defined ``__eq__`` runs in the grader, a result that is not plain data fails, the exit code
+never means pass, and a test whose record is missing (or duplicated) fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from grpo_env.sandbox import codec
+from grpo_env.sandbox.supervisor import Limits, RunResult, Sandbox, default_sandbox
+from grpo_env.types import Outcome, Status
+
+Check = Literal["eq", "truthy", "falsy", "close"]
+
+
+@dataclass(frozen=True)
+class FunctionTest:
+    """Call the entry point with ``args``; ``check`` says how to judge the result:
+    ``eq`` (type-strict equality with ``expected``), ``truthy``/``falsy``, or ``close``
+    (``abs(result - expected) <= tol``)."""
+
+    args: Sequence[Any]
+    expected: Any = None
+    check: Check = "eq"
+    tol: float = 0.0
+
+
+@dataclass(frozen=True)
+class Compare:
+    """How results are compared: float tolerances, whether ``True`` may equal ``1``, and whether
+    the score is the fraction of tests passed or all-or-nothing."""
+
+    rel_tol: float = 1e-9
+    abs_tol: float = 0.0
+    strict_bool: bool = True
+    all_or_nothing: bool = False
+
+
+@dataclass
+class Tally:
+    passed: list[bool] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _sandbox(sandbox: Sandbox | None) -> Sandbox:
+    return sandbox if sandbox is not None else default_sandbox()
+
+
+def judge_test(rec: dict | None, test: FunctionTest, cmp: Compare) -> tuple[bool, str]:
+    """Whether one function test passed, from its record (None when it never reported). A record
+    that cannot be judged (nested to exhaust the recursion limit, ...) fails its test."""
+    try:
+        return _judge(rec, test, cmp)
+    except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as e:
+        return False, f"result could not be judged: {type(e).__name__}"
+
+
+def _judge(rec: dict | None, test: FunctionTest, cmp: Compare) -> tuple[bool, str]:
+    if rec is None:
+        return False, "no result reported"
+    if "e" in rec:
+        return False, f"raised {str(rec['e'])[:200]}"
+    try:
+        value = codec.decode(rec.get("v"))
+    except (codec.NotPlainData, ValueError, TypeError) as e:
+        return False, f"result not plain data: {e}"
+    if test.check == "truthy":
+        return bool(value), "" if value else f"result is falsy: {_short(value)}"
+    if test.check == "falsy":
+        return not value, "" if not value else f"result is truthy: {_short(value)}"
+    if test.check == "close":
+        ok = type(value) in (int, float) and type(test.expected) in (int, float) and abs(value - test.expected) <= test.tol
+        return ok, "" if ok else "result not within tolerance"
+    ok = codec.equal(value, test.expected, rel_tol=cmp.rel_tol, abs_tol=cmp.abs_tol, strict_bool=cmp.strict_bool)
+    return ok, "" if ok else f"wrong result: got {_short(value)}, expected {_short(test.expected)}"
+
+
+def _short(v: Any) -> str:
+    text = repr(v)  # decoded values are built-ins only: repr runs no model code
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _outcome(run: RunResult, tally: Tally, cmp: Compare, **extra: Any) -> Outcome:
+    """Score = fraction passed (or all-or-nothing); status from the run's own evidence first."""
+    total = len(tally.passed)
+    n = sum(tally.passed)
+    score = (n / total if total else 0.0)
+    if cmp.all_or_nothing:
+        score = 1.0 if total and n == total else 0.0
+    details = {"passed": n, "total": total, "isolation": run.mode, **extra}  # no timings: check wants determinism
+    if run.detail:
+        details["detail"] = run.detail
+    if run.forged:
+        details["ignored_records"] = run.forged
+    if run.duplicates:
+        details["duplicate_records"] = sorted(run.duplicates)
+    failures = [f"test {i}: {why}" for i, why in enumerate(tally.notes) if why][:5]
+    if failures:
+        details["failures"] = failures
+    if run.stderr:
+        details["stderr"] = run.stderr[-600:].decode(errors="replace")
+    if run.status == "error":
+        return Outcome.error(f"sandbox: {run.detail}", **details)
+    if run.status == "syntax_error":
+        return Outcome.of(Status.SYNTAX_ERROR, 0.0, **details)
+    if run.status in ("timeout", "memory_limit", "output_limit"):
+        return Outcome.of(Status(run.status), score, **details)
+    if total and n == total and run.status == "ok":
+        return Outcome.correct(score, **details)
+    if run.status == "ok" and len(run.records) < total:
+        details["detail"] = f"exited before reporting {total - len(run.records)} of {total} tests"
+        return Outcome.of(Status.RUNTIME_ERROR, score, **details)
+    if run.status == "runtime_error":
+        return Outcome.of(Status.RUNTIME_ERROR, score, **details)
+    if n:
+        return Outcome.partial(score, **details)
+    if total and all(why.startswith("raised") for why in tally.notes):
+        return Outcome.of(Status.RUNTIME_ERROR, 0.0, **details)
+    return Outcome.incorrect(0.0, **details)
+
+
+def judge_function(code: str, entry_point: str, tests: Sequence[FunctionTest], *, compare: Compare = Compare(),
+                   sandbox: Sandbox | None = None, limits: Limits | None = None) -> Outcome:
+    """Run ``entry_point`` of ``code`` on each test's arguments in the sandbox; judge here."""
+    calls = [codec.encode(list(t.args)) for t in tests]
+    run = _sandbox(sandbox).run("function", {"code": code, "entry_point": entry_point, "calls": calls,
+                                             "module_name": "solution"}, limits=limits)
+    tally = Tally()
+    for i, t in enumerate(tests):
+        rec = None if i in run.duplicates else run.records.get(i)
+        ok, why = judge_test(rec, t, compare) if i not in run.duplicates else (False, "reported twice")
+        tally.passed.append(ok)
+        tally.notes.append(why)
+    return _outcome(run, tally, compare, tests_from="data")
+
+
+def judge_asserts(code: str, entry_point: str, setup: str, steps: Sequence[str], *, compare: Compare = Compare(),
+                  sandbox: Sandbox | None = None, limits: Limits | None = None) -> Outcome:
+    """The flagged fallback for assert-style tests that could not be turned into data: each
+    statement runs in the child after ``setup``; its record says whether it raised."""
+    run = _sandbox(sandbox).run("asserts", {"code": code, "entry_point": entry_point, "setup": setup,
+                                            "steps": list(steps), "module_name": "solution"}, limits=limits)
+    tally = Tally()
+    for i in range(len(steps)):
+        rec = None if i in run.duplicates else run.records.get(i)
+        if rec is None:
+            ok, why = False, "no result reported" if i not in run.duplicates else "reported twice"
+        elif rec.get("ok") is True:
+            ok, why = True, ""
+        else:
+            ok, why = False, f"raised {str(rec.get('e'))[:200]}"
+        tally.passed.append(ok)
+        tally.notes.append(why)
+    return _outcome(run, tally, compare, tests_from="asserts_in_child")
+
+
+def output_matches(got: str, expected: str) -> bool:
+    """stdout check: same number of lines, each equal after trimming trailing whitespace."""
+    a = [line.rstrip() for line in got.rstrip("\n").split("\n")] if got.strip() else []
+    b = [line.rstrip() for line in expected.rstrip("\n").split("\n")] if expected.strip() else []
+    return a == b
+
+
+def judge_program(code: str, cases: Sequence[tuple[str, str]], *, compare: Compare = Compare(),
+                  sandbox: Sandbox | None = None, limits: Limits | None = None,
+                  budget: float | None = None) -> Outcome:
+    """Run ``code`` as a script once per (stdin, expected stdout) case; compare lines here.
+    Stops at the first run-level failure (timeout, limits, sandbox error); ``budget`` caps the
+    total wall time of all cases."""
+    import time
+    from dataclasses import replace
+
+    box = _sandbox(sandbox)
+    lim = limits or box.limits
+    start = time.monotonic()
+    tally = Tally()
+    worst: RunResult | None = None
+    for stdin, expected in cases:
+        left = lim.wall if budget is None else min(lim.wall, budget - (time.monotonic() - start))
+        if left <= 0.05:
+            worst = worst or RunResult(status="timeout", mode=box.mode, detail="time budget for all cases used up")
+            break
+        run = box.run("program", {"code": code}, stdin=stdin.encode(), limits=replace(lim, wall=left))
+        if run.status == "syntax_error":
+            worst = run
+            break
+        ok = run.status == "ok" and output_matches(run.stdout.decode(errors="replace"), expected)
+        tally.passed.append(ok)
+        tally.notes.append("" if ok else ("wrong output" if run.status == "ok" else run.status))
+        if run.status != "ok" and (worst is None or worst.status in ("ok", "runtime_error")):
+            worst = run
+        if run.status in ("timeout", "memory_limit", "output_limit", "error"):
+            break
+    tally.passed += [False] * (len(cases) - len(tally.passed))
+    tally.notes += ["not run"] * (len(cases) - len(tally.notes))
+    final = worst or RunResult(status="ok", mode=box.mode, wall=time.monotonic() - start)
+    final.records = {i: {} for i in range(len(cases))}  # every case ran or is counted as failed
+    return _outcome(final, tally, compare, tests_from="stdio")

@@ -1,0 +1,192 @@
+"""Assert-style tests (HumanEval ``check(candidate)``, MBPP ``test_list``) turned into data.
+
+Each ``assert candidate(<literals>) == <literal>`` becomes a (call, expected) pair, so the expected
+value never enters the sandbox and the comparison happens in the trusted parent. Also converted:
+``assert candidate(...)`` (truthy), ``assert not candidate(...)`` (falsy), ``... is True/False/None``,
+``abs(candidate(...) - x) < tol`` (close) and no-op statements (``assert True``, docstrings, ``pass``,
+literal assignments such as ``METADATA``). When any statement falls outside these shapes (loops,
+helpers, random inputs) the whole test runs as statements in the child instead: the flagged
+fallback, reported as ``tests_from: asserts_in_child``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any
+
+from grpo_env.sandbox import codec
+
+
+class NotConvertible(ValueError):
+    """A statement that is not a (call, expected) pair."""
+
+
+@dataclass
+class Converted:
+    tests: list[dict[str, Any]] = field(default_factory=list)  # FunctionTest fields, args/expected encoded
+    setup: str = ""  # fallback only
+    steps: list[str] = field(default_factory=list)  # fallback only
+
+    @property
+    def converted(self) -> bool:
+        return not self.steps
+
+
+def _literal(node: ast.AST) -> Any:
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise NotConvertible(ast.unparse(node)) from None
+    try:
+        codec.encode(value)
+    except codec.NotPlainData:
+        raise NotConvertible(ast.unparse(node)) from None
+    return value
+
+
+def _call_args(node: ast.AST, names: set[str]) -> list[Any] | None:
+    """The literal arguments of ``candidate(...)``, or None when ``node`` is not such a call."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
+        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            raise NotConvertible(ast.unparse(node))
+        return [_literal(a) for a in node.args]
+    return None
+
+
+def _test(args: list[Any], expected: Any = None, check: str = "eq", tol: float = 0.0) -> dict[str, Any]:
+    return {"args": codec.encode(args), "expected": codec.encode(expected), "check": check, "tol": tol}
+
+
+def convert_assert(node: ast.Assert, names: set[str]) -> dict[str, Any] | None:
+    """One assert as a test dict; None for a no-op (``assert True``); NotConvertible otherwise."""
+    t = node.test
+    if isinstance(t, ast.Constant) and t.value is True:
+        return None
+    args = _call_args(t, names)
+    if args is not None:
+        return _test(args, check="truthy")
+    if isinstance(t, ast.UnaryOp) and isinstance(t.op, ast.Not):
+        args = _call_args(t.operand, names)
+        if args is not None:
+            return _test(args, check="falsy")
+    if isinstance(t, ast.Compare) and len(t.ops) == 1:
+        op, left, right = t.ops[0], t.left, t.comparators[0]
+        if isinstance(op, (ast.Eq, ast.Is)):
+            for call, other in ((left, right), (right, left)):
+                args = _call_args(call, names)
+                if args is not None:
+                    expected = _literal(other)
+                    if isinstance(op, ast.Is) and expected not in (True, False, None):
+                        raise NotConvertible(ast.unparse(t))
+                    return _test(args, expected)
+        if isinstance(op, (ast.Lt, ast.LtE)) and isinstance(left, ast.Call) and isinstance(left.func, ast.Name) \
+                and left.func.id == "abs" and len(left.args) == 1 and isinstance(left.args[0], ast.BinOp) \
+                and isinstance(left.args[0].op, ast.Sub):
+            diff = left.args[0]
+            for call, other in ((diff.left, diff.right), (diff.right, diff.left)):
+                args = _call_args(call, names)
+                if args is not None:
+                    expected, tol = _literal(other), _literal(right)
+                    if type(expected) in (int, float) and type(tol) in (int, float):
+                        return _test(args, expected, "close", float(tol))
+    raise NotConvertible(ast.unparse(t))
+
+
+def _noop(stmt: ast.stmt) -> bool:
+    if isinstance(stmt, ast.Pass):
+        return True
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+        return True  # a docstring or a bare literal
+    return False
+
+
+def _convert_body(body: list[ast.stmt], names: set[str]) -> list[dict[str, Any]]:
+    tests = []
+    for stmt in body:
+        if _noop(stmt):
+            continue
+        if not isinstance(stmt, ast.Assert):
+            raise NotConvertible(ast.unparse(stmt)[:80])
+        t = convert_assert(stmt, names)
+        if t is not None:
+            tests.append(t)
+    return tests
+
+
+def _steps(body: list[ast.stmt]) -> list[str]:
+    """Statements grouped so each step holds one assert-bearing statement (with what precedes it)."""
+    steps, pending = [], []
+    for stmt in body:
+        if _noop(stmt):
+            continue
+        pending.append(ast.unparse(stmt))
+        if any(isinstance(n, ast.Assert) for n in ast.walk(stmt)):
+            steps.append("\n".join(pending))
+            pending = []
+    if pending:
+        if steps:
+            steps[-1] += "\n" + "\n".join(pending)
+        else:
+            steps.append("\n".join(pending))
+    return steps
+
+
+def convert_humaneval(test: str, entry_point: str) -> Converted:
+    """HumanEval ``test`` source (a ``check(candidate)`` function plus literals) to data, or the
+    flagged fallback when some statement is not a plain (call, expected) assert."""
+    tree = ast.parse(test)
+    check = None
+    other: list[ast.stmt] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name == "check":
+            check = stmt
+        else:
+            other.append(stmt)
+    if check is None:
+        raise ValueError("HumanEval test has no `def check(candidate)`")
+    names = {check.args.args[0].arg if check.args.args else "candidate"}
+    literal_only = all(_noop(s) or (isinstance(s, ast.Assign) and _is_literal(s.value)) for s in other)
+    if literal_only:
+        try:
+            return Converted(tests=_convert_body(check.body, names))
+        except NotConvertible:
+            pass
+    setup = "\n".join(ast.unparse(s) for s in other)
+    if names != {"candidate"}:
+        setup += f"\n{next(iter(names))} = candidate"
+    return Converted(setup=setup, steps=_steps(check.body))
+
+
+def convert_mbpp(test_list: list[str], setup_code: str = "", entry_point: str | None = None) -> tuple[Converted, str]:
+    """MBPP ``test_list`` (assert strings calling the function by name) to data; returns the
+    conversion and the entry point (the function the asserts call)."""
+    body: list[ast.stmt] = []
+    for src in test_list:
+        body += ast.parse(src).body
+    entry_point = entry_point or _called_name(body)
+    if entry_point is None:
+        raise ValueError("MBPP tests call no function")
+    if not setup_code.strip():
+        try:
+            return Converted(tests=_convert_body(body, {entry_point})), entry_point
+        except NotConvertible:
+            pass
+    return Converted(setup=setup_code, steps=_steps(body)), entry_point
+
+
+def _called_name(body: list[ast.stmt]) -> str | None:
+    builtins = set(dir(__import__("builtins")))
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in builtins:
+                return node.func.id
+    return None
+
+
+def _is_literal(node: ast.AST) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
