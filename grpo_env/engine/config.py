@@ -38,6 +38,7 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(default=32, ge=1)  # prompts per greedy `generate` call
     max_new_tokens: int | None = Field(default=None, ge=1)  # None: the training value
     seed: int = 1234  # seed of the held-out example stream
+    output: str | None = None  # also write the accuracies as JSON to this file
 
 
 class TrainConfig(BaseModel):
@@ -82,7 +83,7 @@ class TrainConfig(BaseModel):
     warmup_steps: int = Field(default=0, ge=0)  # linear warm-up (optimiser steps)
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"  # after warm-up
     max_grad_norm: float = Field(default=1.0, gt=0)  # gradient clipping
-    micro_batch_size: int = Field(default=0, ge=0)  # sequences per forward/backward (0: the whole batch)
+    micro_batch_size: int = Field(default=16, ge=0)  # sequences per forward/backward, rounded up to whole groups (0: all)
     bf16: bool = False  # bf16 autocast for forward passes
     max_bad_steps: int = Field(default=3, ge=1)  # stop after this many non-finite steps in a row
 

@@ -101,7 +101,8 @@ def load_model(cfg: ModelConfig, trainable: bool = True) -> torch.nn.Module:
         model.requires_grad_(False)
         return model
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()  # the new name in transformers 5, the old one before
         model.config.use_cache = False
     if cfg.lora:
         from peft import LoraConfig, get_peft_model

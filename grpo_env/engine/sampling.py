@@ -27,10 +27,11 @@ class Rollout:
 
     def select(self, rows: torch.Tensor | list[int]) -> "Rollout":
         rows = torch.as_tensor(rows, dtype=torch.long)
+        dev = rows.to(self.input_ids.device)
         return Rollout(
-            self.input_ids[rows],
-            self.attention_mask[rows],
-            self.completion_mask[rows],
+            self.input_ids[dev],
+            self.attention_mask[dev],
+            self.completion_mask[dev],
             self.truncated[rows],
             [self.texts[i] for i in rows.tolist()],
             self.prompt_len,
@@ -79,8 +80,13 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     top_k: int = 0,
+    share_prefix: bool = True,
 ) -> Rollout:
-    """G completions for each prompt from one batched ``generate`` call (prompts repeated G times)."""
+    """G completions for each prompt from one batched ``generate`` call (prompts repeated G times).
+
+    With ``share_prefix`` each prompt is prefilled once and its KV cache repeated G times, so the
+    prompt costs 1/G of a plain batched prefill; the completions are the same either way.
+    """
     device = next(model.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     ids = enc["input_ids"].repeat_interleave(group_size, 0).to(device)  # (B, P)
@@ -90,9 +96,13 @@ def generate(
     kwargs = dict(do_sample=sample, temperature=temperature, top_p=top_p, top_k=top_k) if sample else dict(do_sample=False)
     was_training = model.training
     model.eval()
+    prefix = {}
+    if share_prefix and group_size > 1 and ids.shape[1] > 1:
+        prefix[_cache_kwarg(_hidden_and_head(model)[0])] = _shared_prefill(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), group_size)
     out = model.generate(
         input_ids=ids,
         attention_mask=attn,
+        **prefix,
         max_new_tokens=max_new_tokens,
         eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id,
@@ -108,6 +118,20 @@ def generate(
     mask, truncated = completion_masks(completions, eos)
     texts = tokenizer.batch_decode(completions * mask + tokenizer.pad_token_id * (1 - mask), skip_special_tokens=True)
     return Rollout(out, torch.cat([attn, mask], 1), mask, truncated.cpu(), texts, P)
+
+
+def _shared_prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int):
+    """KV cache of all but the last prompt token, computed once per prompt then repeated G times.
+
+    ``generate`` then runs only the last prompt token (it skips the cached positions), with the
+    same attention-mask-derived positions it uses for left padding.
+    """
+    base, _ = _hidden_and_head(model)
+    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (N, P)
+    out = base(input_ids=prompt_ids[:, :-1], attention_mask=prompt_mask[:, :-1], position_ids=pos[:, :-1], use_cache=True)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(group_size)  # (N*G, heads, P-1, d) per layer
+    return cache
 
 
 def _hidden_and_head(model):
@@ -135,10 +159,14 @@ def token_logprobs(
     hidden = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]  # (B, L, H)
     h = hidden[:, prompt_len - 1 : -1]  # (B, T, H) the positions that predict completion tokens
+    return _head_logprobs(head, h, input_ids[:, prompt_len:], temperature, with_entropy)
+
+
+def _head_logprobs(head, h, targets, temperature, with_entropy):
+    """(B, T, H) hidden states -> log-probs (B, T) of ``targets`` and optionally entropy (B, T)."""
     logits = head(h).float()  # (B, T, V)
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
-    targets = input_ids[:, prompt_len:]  # (B, T)
     lse = torch.logsumexp(logits, -1)  # (B, T)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # (B, T)
     entropy = None
@@ -147,3 +175,42 @@ def token_logprobs(
             p = torch.softmax(logits.detach(), -1)
             entropy = lse.detach() - (p * logits.detach()).sum(-1)  # (B, T)
     return logp, entropy
+
+
+def _cache_kwarg(base) -> str:
+    """The forward argument that takes a KV cache: ``cache`` (newer transformers) or ``past_key_values``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def group_logprobs(
+    model,
+    prompt_ids: torch.Tensor,  # (N, P) each group's prompt once, left-padded
+    prompt_mask: torch.Tensor,  # (N, P)
+    completion_ids: torch.Tensor,  # (N*G, T) groups on consecutive rows
+    completion_mask: torch.Tensor,  # (N*G, T)
+    group_size: int,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Like :func:`token_logprobs`, but each prompt runs once per group, not G times.
+
+    The prompt's keys and values are computed once (with gradient), repeated for the G completions
+    (``repeat_interleave`` is differentiable: its backward sums the G copies), and the completions
+    run on top of that cache. Same values and gradients as the plain path, with the prompt's share of
+    the forward and backward work divided by G.
+    """
+    base, head = _hidden_and_head(model)
+    G = group_size
+    pos_p = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (N, P)
+    out = base(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos_p, use_cache=True)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(G)  # (N*G, heads, P, d) per layer
+    last = out.last_hidden_state[:, -1:].repeat_interleave(G, 0)  # (N*G, 1, H) predicts completion token 0
+    full_mask = torch.cat([prompt_mask.repeat_interleave(G, 0), completion_mask], 1)  # (N*G, P + T)
+    pos_c = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1] :]  # (N*G, T)
+    out_c = base(input_ids=completion_ids, attention_mask=full_mask, position_ids=pos_c, use_cache=True,
+                 **{_cache_kwarg(base): cache})
+    h = torch.cat([last, out_c.last_hidden_state[:, :-1]], 1)  # (N*G, T, H) positions predicting completion tokens
+    return _head_logprobs(head, h, completion_ids, temperature, with_entropy)

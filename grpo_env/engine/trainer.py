@@ -22,7 +22,7 @@ import torch
 from grpo_env.engine import checkpoint
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
-from grpo_env.engine.sampling import Rollout, generate, render_prompt, token_logprobs
+from grpo_env.engine.sampling import Rollout, generate, group_logprobs, render_prompt, token_logprobs
 from grpo_env.types import Example, Scored
 
 ScoreFn = Callable[[list[Example], list[str]], list[Scored]]
@@ -146,9 +146,37 @@ def make_optimizer(model, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torc
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def _chunks(n: int, size: int) -> list[slice]:
-    size = size or n
+def _checkpointing(model) -> bool:
+    """True when gradient checkpointing is on (transformers sets the flag on the layer stacks)."""
+    return any(m.__dict__.get("gradient_checkpointing") is True for m in model.modules())
+
+
+def _chunks(n: int, size: int, group_size: int = 1) -> list[slice]:
+    """Row slices of at most ``size`` rows (0: all), rounded up to whole groups."""
+    size = -(-(size or n) // group_size) * group_size
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def chunk_logprobs(model, ro: Rollout, s: slice, cfg: TrainConfig, with_entropy: bool = False):
+    """Log-probs (b, T) (and entropy) of rows ``s`` of a rollout (whole groups).
+
+    Completion columns past the chunk's longest completion are not computed (they are padding);
+    each prompt runs once per group (prefix sharing) unless gradient checkpointing is on (it needs
+    the plain path: checkpointed layers do not return a cache).
+    """
+    P, T = ro.prompt_len, ro.completion_mask.shape[1]
+    tc = max(int(ro.completion_mask[s].sum(-1).max().item()), 1)
+    if _checkpointing(model):
+        logp, ent = token_logprobs(model, ro.input_ids[s, : P + tc], ro.attention_mask[s, : P + tc], P,
+                                   cfg.temperature, with_entropy)
+    else:
+        G = cfg.group_size
+        logp, ent = group_logprobs(
+            model, ro.input_ids[s][::G, :P], ro.attention_mask[s][::G, :P], ro.input_ids[s, P : P + tc],
+            ro.attention_mask[s, P : P + tc], G, cfg.temperature, with_entropy,
+        )
+    pad = (0, T - tc)
+    return torch.nn.functional.pad(logp, pad), None if ent is None else torch.nn.functional.pad(ent, pad)
 
 
 def _autocast(model, enabled: bool):
@@ -162,9 +190,8 @@ def frozen_logprobs(model, ro: Rollout, cfg: TrainConfig, disable_adapter: bool 
     out = []
     ctx = model.disable_adapter() if disable_adapter else contextlib.nullcontext()
     with ctx, _autocast(model, cfg.bf16):
-        for s in _chunks(ro.input_ids.shape[0], cfg.micro_batch_size):
-            lp, _ = token_logprobs(model, ro.input_ids[s], ro.attention_mask[s], ro.prompt_len, cfg.temperature)
-            out.append(lp)
+        for s in _chunks(ro.input_ids.shape[0], cfg.micro_batch_size, cfg.group_size):
+            out.append(chunk_logprobs(model, ro, s, cfg)[0])
     return torch.cat(out)
 
 
@@ -185,13 +212,12 @@ def update(
     total_tokens = float(loss_mask.sum().item())
     sums: Counter = Counter()
     finite = True
-    model.train(model.is_gradient_checkpointing if hasattr(model, "is_gradient_checkpointing") else False)
+    model.train(_checkpointing(model))  # checkpointing only acts in train mode; otherwise no dropout
     opt.zero_grad(set_to_none=True)
-    for s in _chunks(B, cfg.micro_batch_size):
+    chunks = _chunks(B, cfg.micro_batch_size, cfg.group_size)
+    for s in chunks:
         with _autocast(model, cfg.bf16):
-            logp, ent = token_logprobs(
-                model, ro.input_ids[s], ro.attention_mask[s], ro.prompt_len, cfg.temperature, with_entropy=True
-            )
+            logp, ent = chunk_logprobs(model, ro, s, cfg, with_entropy=True)
         loss, m = grpo_loss(
             logp,
             None if old_logp is None else old_logp[s],
@@ -208,7 +234,7 @@ def update(
             total_seqs=B,
         )
         if cfg.loss_type == "bnpo":  # a per-micro-batch mean: average the micro-batches
-            loss = loss / len(_chunks(B, cfg.micro_batch_size))
+            loss = loss / len(chunks)
         if not torch.isfinite(loss):
             finite = False
             break
@@ -283,13 +309,15 @@ class RunLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         for name in ("metrics.jsonl", "rollouts.jsonl"):
             self._truncate(self.dir / name, resume_step)
+        if resume_step is None and (self.dir / "samples.log").exists():
+            (self.dir / "samples.log").unlink()
 
     @staticmethod
     def _truncate(path: Path, keep_upto: int | None) -> None:
         """Drop records past the checkpoint we resume from (they are about to be redone)."""
         if not path.exists():
             return
-        if keep_upto is None:
+        if keep_upto is None:  # a fresh run
             path.unlink()
             return
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
@@ -357,6 +385,11 @@ def train(
     use_adapter_ref = cfg.beta > 0 and ref_model is None and hasattr(model, "disable_adapter")
     if cfg.beta > 0 and ref_model is None and not use_adapter_ref:
         raise ValueError("beta > 0 needs a reference model (or a LoRA model, whose base is the reference)")
+    if not resume and checkpoint.latest(ckpt_root) is not None:
+        raise FileExistsError(
+            f"{out_dir} already holds a run's checkpoints: continue it with --resume, or choose another "
+            "directory (--name=... or --train.output_dir=...)"
+        )
     opt, sched = make_optimizer(model, cfg)
     run = RunState()
 
@@ -403,8 +436,8 @@ def train(
                 ro = batch.rollout
                 # 2. group-normalised advantages (NaN rewards: no signal, no loss)
                 adv, adv_m = group_advantages(batch.rewards, cfg.group_size, cfg.scale_rewards, cfg.adv_eps)
-                loss_mask = ro.completion_mask.clone().float()
-                loss_mask[torch.isnan(batch.rewards)] = 0
+                loss_mask = ro.completion_mask.float().cpu()  # (B, T)
+                loss_mask[torch.isnan(batch.rewards)] = 0  # no signal: no loss
                 if cfg.mask_truncated:
                     loss_mask[ro.truncated] = 0
                 loss_mask = loss_mask.to(ro.input_ids.device)

@@ -1,0 +1,199 @@
+"""Glue for ``grpo-env train`` and ``grpo-env eval``: recipe -> registry tasks -> task mix ->
+scoring service -> engine. The engine itself knows nothing of plugins."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grpo_env.engine import checkpoint
+from grpo_env.engine.config import ModelConfig
+from grpo_env.engine.model import ModelError, load_model, load_tokenizer, save_model
+from grpo_env.engine.sampling import generate, render_prompt
+from grpo_env.engine.trainer import ScoreFn, TrainingDiverged, train
+from grpo_env.mixture import MixEntry, MixtureError, TaskMixture
+from grpo_env.recipe import Recipe, RecipeError, load_recipe
+from grpo_env.types import Example, Scored, Status
+
+
+def mix_entries(recipe: Recipe, registry) -> list[MixEntry]:
+    """The recipe's tasks resolved in the registry, options validated, reward components checked."""
+    entries, seen = [], set()
+    for t in recipe.tasks:
+        if t.name in seen:
+            raise RecipeError(f"task {t.name!r} is listed twice in the recipe; list it once")
+        seen.add(t.name)
+        task = registry.task(t.name)
+        try:
+            options = task.parse_options(t.options)
+        except ValueError as e:
+            raise RecipeError(f"tasks.{t.name}.options: {e}") from None
+        entry = MixEntry(task=task, weight=t.weight, options=options, rewards=t.rewards)
+        for name in entry.reward_weights:
+            registry.reward(name)  # an unknown reward fails here, naming it, not mid-run
+        entries.append(entry)
+    return entries
+
+
+def make_score_fn(service, entries: list[MixEntry]) -> ScoreFn:
+    """score_fn for the engine: each example scored by its own task's reward components."""
+    weights = {e.task.name: e.reward_weights for e in entries}
+
+    def score_fn(examples: list[Example], completions: list[str]) -> list[Scored]:
+        return service.score_examples([weights[ex.task] for ex in examples], examples, completions)
+
+    return score_fn
+
+
+def run_dir(recipe: Recipe) -> Path:
+    return Path(recipe.train.output_dir.format(name=recipe.name))
+
+
+def _setup_torch(mcfg: ModelConfig, seed: int) -> None:
+    if mcfg.threads:
+        torch.set_num_threads(mcfg.threads)
+    torch.manual_seed(seed)
+
+
+def _fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> int:
+    """``grpo-env train RECIPE [--key=value ...] [--resume]``; returns the exit code."""
+    from grpo_env.plugins import PluginError, get_registry
+    from grpo_env.scoring import ScoringService
+
+    try:
+        recipe = load_recipe(recipe_path, overrides)
+        registry = get_registry()
+        entries = mix_entries(recipe, registry)
+        mix = TaskMixture(entries, seed=recipe.seed, split=recipe.train.split)
+        out = run_dir(recipe)
+        if not resume and checkpoint.latest(out / "checkpoints") is not None:
+            raise FileExistsError(f"{out} already holds a run's checkpoints: continue it with --resume, or choose "
+                                  "another directory (--name=... or --train.output_dir=...)")
+        _setup_torch(recipe.model, recipe.seed)
+        tok = load_tokenizer(recipe.model)
+        model = load_model(recipe.model)
+        ref = None
+        if recipe.train.beta > 0 and not recipe.model.lora:  # LoRA: the base (adapters off) is the reference
+            ref = load_model(recipe.model, trainable=False)
+    except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError) as e:
+        return _fail(str(e))
+    if resume and checkpoint.latest(out / "checkpoints") is None:
+        print(f"note: no checkpoint under {out}/checkpoints; starting from scratch", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
+    rewards = {name: registry.reward(name) for e in entries for name in e.reward_weights}
+    try:
+        with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
+            run = train(model, tok, mix, make_score_fn(service, entries), recipe.train, out,
+                        ref_model=ref, resume=resume, save_model=save_model)
+    except (TrainingDiverged, FileExistsError) as e:
+        return _fail(str(e))
+    last = run.history[-1] if run.history else {}
+    print(f"done: {run.step} steps; last reward {last.get('reward_mean')}; logs and checkpoints in {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# eval
+
+
+def resolve_model_dir(path: str) -> str:
+    """A run directory, a checkpoint directory or a plain model directory -> the model directory."""
+    p = Path(path)
+    ck = checkpoint.latest(p / "checkpoints")
+    if ck is not None:
+        return str(ck / "model")
+    if (p / "model" / "config.json").exists():
+        return str(p / "model")
+    return str(p)
+
+
+def eval_examples(entry: MixEntry, split: str, n: int, seed: int) -> list[Example]:
+    exs = list(itertools.islice(entry.task.examples(split, seed, dict(entry.options)), n))
+    return [e if e.task == entry.task.name else e.model_copy(update={"task": entry.task.name}) for e in exs]
+
+
+def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service) -> dict[str, dict[str, Any]]:
+    """Greedy accuracy per task on the held-out split: the fraction of completions whose primary
+    (first) reward component says ``correct``; plus the mean weighted reward."""
+    ecfg, tcfg = recipe.train.eval, recipe.train
+    max_new = ecfg.max_new_tokens or tcfg.max_new_tokens
+    results: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if ecfg.split not in entry.task.splits:
+            results[entry.task.name] = {"error": f"no split {ecfg.split!r}"}
+            continue
+        exs = eval_examples(entry, ecfg.split, ecfg.examples_per_task, ecfg.seed)
+        weights = entry.reward_weights
+        primary = next(iter(weights))
+        correct, total_reward, n_reward, statuses = 0, 0.0, 0, {}
+        for i in range(0, len(exs), ecfg.batch_size):
+            chunk = exs[i : i + ecfg.batch_size]
+            prompts = [render_prompt(e, tok, tcfg.chat_template, tcfg.system_prompt) for e in chunk]
+            ro = generate(model, tok, prompts, 1, max_new_tokens=max_new, temperature=0.0)
+            scored = service.score_examples([weights] * len(chunk), chunk, ro.texts)
+            for s in scored:
+                st = s.components[primary].status
+                statuses[str(st)] = statuses.get(str(st), 0) + 1
+                correct += st is Status.CORRECT
+                if s.total == s.total:  # not NaN
+                    total_reward += s.total
+                    n_reward += 1
+        results[entry.task.name] = {
+            "accuracy": correct / max(len(exs), 1),
+            "n": len(exs),
+            "mean_reward": total_reward / max(n_reward, 1),
+            "primary_reward": primary,
+            "statuses": statuses,
+        }
+    return results
+
+
+def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[str] = ()) -> int:
+    """``grpo-env eval RECIPE [--model DIR]``: print (and optionally save) accuracy per task."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from grpo_env.plugins import PluginError, get_registry
+    from grpo_env.scoring import ScoringService
+
+    try:
+        recipe = load_recipe(recipe_path, list(overrides))
+        registry = get_registry()
+        entries = mix_entries(recipe, registry)
+        mcfg = recipe.model
+        if model_dir is not None:
+            mcfg = mcfg.model_copy(update={"name": resolve_model_dir(model_dir), "gguf_file": None, "lora": False})
+        _setup_torch(mcfg, recipe.seed)
+        tok = load_tokenizer(mcfg)
+        model = load_model(mcfg, trainable=False)
+    except (RecipeError, PluginError, MixtureError, ModelError) as e:
+        return _fail(str(e))
+    rewards = {name: registry.reward(name) for e in entries for name in e.reward_weights}
+    with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
+        results = evaluate(model, tok, recipe, entries, service)
+    table = Table(title=f"held-out accuracy: {mcfg.name} ({recipe.train.eval.split} split, greedy)")
+    for col in ("task", "accuracy", "n", "mean reward", "statuses"):
+        table.add_column(col)
+    for name, r in results.items():
+        if "error" in r:
+            table.add_row(name, "-", "0", "-", r["error"])
+            continue
+        table.add_row(name, f"{r['accuracy']:.3f}", str(r["n"]), f"{r['mean_reward']:.3f}",
+                      ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items())))
+    Console().print(table)
+    if recipe.train.eval.output:
+        out = Path(recipe.train.eval.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model": mcfg.name, "results": results}, indent=2))
+    return 0
