@@ -91,6 +91,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         print(f"note: no checkpoint under {out}/checkpoints; starting from scratch", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
+    (out / "plugins.json").write_text(json.dumps(plugin_versions(registry, entries), indent=2))
     rewards = {name: registry.reward(name) for e in entries for name in e.reward_weights}
     try:
         with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
@@ -100,7 +101,22 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         return _fail(str(e))
     last = run.history[-1] if run.history else {}
     print(f"done: {run.step} steps; last reward {last.get('reward_mean')}; logs and checkpoints in {out}")
+    if run.history:
+        from grpo_env.report import write_report
+
+        print(f"report: {write_report(out)}")
     return 0
+
+
+def plugin_versions(registry, entries: list[MixEntry]) -> list[dict[str, str]]:
+    """The plugins whose tasks or rewards this run uses, with their distributions and versions."""
+    used = {registry.origin[("task", e.task.name)] for e in entries}
+    used |= {registry.origin[("reward", r)] for e in entries for r in e.reward_weights}
+    return [
+        {"name": i.name, "distribution": i.distribution, "version": i.version}
+        for i in sorted(registry.plugins.values(), key=lambda i: i.name)
+        if i.name in used
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

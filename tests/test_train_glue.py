@@ -82,6 +82,11 @@ def test_train_then_eval_a_checkpoint(recipe, tmp_path):
     assert comps == {"tiny.z", "tiny.vowel"}  # each task scored by its own components
     assert (run / "checkpoints" / "latest").read_text().strip() == "step-000004"
     assert (run / "checkpoints" / "step-000004" / "model" / "config.json").exists()
+    # every run directory ends with its report: plots and a summary naming the plugins used
+    assert json.loads((run / "plugins.json").read_text()) == [{"name": "tiny", "distribution": "", "version": ""}]
+    report = (run / "report" / "report.md").read_text()
+    assert "| tiny |" in report and "steps: 4 (4 logged)" in report
+    assert {p.name for p in (run / "report").glob("*.png")} >= {"reward.png", "components.png", "time.png"}
 
     assert main_eval(str(recipe), str(run), []) == 0
     res = json.loads((tmp_path / "eval.json").read_text())
