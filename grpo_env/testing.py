@@ -8,12 +8,20 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from grpo_env import plugins
 from grpo_env.plugins import Registry
+
+
+def collect(hook: Callable[..., None]) -> dict[str, Any]:
+    """Call one hook implementation (e.g. a plugin module's ``register_tasks``) and return what it
+    registered, by name: the unit-test view of a plugin, without the plugin host."""
+    found: dict[str, Any] = {}
+    hook(register=lambda obj: found.__setitem__(obj.name, obj))
+    return found
 
 
 @contextlib.contextmanager

@@ -19,19 +19,14 @@ from grpo_env_code.tasks import DATA_DIR
 
 from grpo_env.sandbox import detect
 from grpo_env.scoring import ScoringService
+from grpo_env.testing import collect
 from grpo_env.types import Status
 
 pytestmark = pytest.mark.skipif(not detect().full, reason="code tasks need namespaces isolation (see grpo-env doctor)")
 
 
-def _collect(hook):
-    out = {}
-    hook(lambda obj: out.__setitem__(obj.name, obj))
-    return out
-
-
-TASKS = _collect(register_tasks)
-REWARDS = _collect(register_rewards)
+TASKS = collect(register_tasks)
+REWARDS = collect(register_rewards)
 
 
 def _rows(kind: str) -> list[dict]:

@@ -9,17 +9,12 @@ from grpo_env import Example, Outcome, Status
 from grpo_env.rewards import call_reward
 
 import grpo_env_format
+from grpo_env.testing import collect
 from grpo_env_format import register_rewards, register_tasks
 
 
-def _collect(hook):
-    out = {}
-    hook(lambda obj: out.__setitem__(obj.name, obj))
-    return out
-
-
-REWARDS = _collect(register_rewards)
-TASKS = _collect(register_tasks)
+REWARDS = collect(register_rewards)
+TASKS = collect(register_tasks)
 MB10 = 10_000_000
 
 

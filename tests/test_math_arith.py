@@ -7,17 +7,12 @@ import importlib.metadata
 import pytest
 from grpo_env_math import register_rewards, register_tasks
 
+from grpo_env.testing import collect
 from grpo_env.types import Status
 
 
-def _collect(hook):
-    out = {}
-    hook(lambda obj: out.__setitem__(obj.name, obj))
-    return out
-
-
-TASKS = _collect(register_tasks)
-REWARDS = _collect(register_rewards)
+TASKS = collect(register_tasks)
+REWARDS = collect(register_rewards)
 
 
 def test_entry_point_is_installed():
