@@ -56,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out, ScoringService({"math.answer": reg.rewards["math.answer"]}) as svc:
         run = train(model, tok, TaskMixture(entries), make_score_fn(svc, entries), cfg, out, ref_model=ref)
     rows = run.history[1:] or run.history
-    keys = ("generation", "scoring", "update", "total")
+    keys = ("generation", "scoring", "reference", "update", "total")
     mean = {k: sum(r["time"].get(k, 0.0) for r in rows) / len(rows) for k in keys}
     device = resolve_device(args.device).type
     print(f"SmolLM2-135M, {args.prompts} prompts x {args.group} completions x <= {args.max_new} new tokens, "

@@ -13,7 +13,8 @@ import torch
 
 from grpo_env.engine import checkpoint
 from grpo_env.engine.config import ModelConfig
-from grpo_env.engine.model import ModelError, load_model, load_tokenizer, save_model
+from grpo_env.engine.distributed import DistributedError, init_from_env
+from grpo_env.engine.model import ModelError, load_model, load_tokenizer, resolve_device, save_model
 from grpo_env.engine.sampling import generate, render_prompt
 from grpo_env.engine.trainer import ScoreFn, TrainingDiverged, train
 from grpo_env.mixture import MixEntry, MixtureError, TaskMixture
@@ -80,25 +81,29 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
             raise FileExistsError(f"{out} already holds a run's checkpoints: continue it with --resume, or choose "
                                   "another directory (--name=... or --train.output_dir=...)")
         _setup_torch(recipe.model, recipe.seed)
+        dist = init_from_env(resolve_device(recipe.model.device))  # several processes under accelerate launch / torchrun
         tok = load_tokenizer(recipe.model)
         model = load_model(recipe.model)
         ref = None
         if recipe.train.beta > 0 and not recipe.model.lora:  # LoRA: the base (adapters off) is the reference
             ref = load_model(recipe.model, trainable=False)
-    except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError) as e:
+    except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError, DistributedError) as e:
         return _fail(str(e))
-    if resume and checkpoint.latest(out / "checkpoints") is None:
-        print(f"note: no checkpoint under {out}/checkpoints; starting from scratch", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
-    (out / "plugins.json").write_text(json.dumps(plugin_versions(registry, entries), indent=2))
+    if dist.main:  # only rank 0 writes the run directory
+        if resume and checkpoint.latest(out / "checkpoints") is None:
+            print(f"note: no checkpoint under {out}/checkpoints; starting from scratch", file=sys.stderr)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
+        (out / "plugins.json").write_text(json.dumps(plugin_versions(registry, entries), indent=2))
     rewards = {name: registry.reward(name) for e in entries for name in e.reward_weights}
     try:
         with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
             run = train(model, tok, mix, make_score_fn(service, entries), recipe.train, out,
-                        ref_model=ref, resume=resume, save_model=save_model)
+                        ref_model=ref, resume=resume, save_model=save_model, dist=dist)
     except (TrainingDiverged, FileExistsError) as e:
         return _fail(str(e))
+    if not dist.main:
+        return 0
     last = run.history[-1] if run.history else {}
     print(f"done: {run.step} steps; last reward {last.get('reward_mean')}; logs and checkpoints in {out}")
     if run.history:

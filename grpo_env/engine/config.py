@@ -84,7 +84,8 @@ class TrainConfig(BaseModel):
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"  # after warm-up
     max_grad_norm: float = Field(default=1.0, gt=0)  # gradient clipping
     micro_batch_size: int = Field(default=16, ge=0)  # sequences per forward/backward, rounded up to whole groups (0: all)
-    bf16: bool = False  # bf16 autocast for forward passes
+    bf16: bool = False  # bf16 autocast for generation and log-prob passes (fast on CPUs with AMX / AVX512-BF16 and on GPUs)
+    sort_by_length: bool = True  # order groups by completion length so micro-batches carry less padding
     max_bad_steps: int = Field(default=3, ge=1)  # stop after this many non-finite steps in a row
 
     eval: EvalConfig = Field(default_factory=EvalConfig)  # `grpo-env eval` settings

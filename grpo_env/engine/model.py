@@ -20,8 +20,11 @@ class ModelError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """"auto": this process's GPU (``LOCAL_RANK`` under a launcher) when CUDA is available, else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     return torch.device(name)
 
 

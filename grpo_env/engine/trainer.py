@@ -21,6 +21,7 @@ import torch
 
 from grpo_env.engine import checkpoint
 from grpo_env.engine.config import TrainConfig
+from grpo_env.engine.distributed import Dist
 from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
 from grpo_env.engine.sampling import Rollout, generate, group_logprobs, render_prompt, token_logprobs
 from grpo_env.types import Example, Scored
@@ -81,40 +82,49 @@ def merge_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
     )
 
 
-def collect_batch(model, tokenizer, prompts: PromptSource, score_fn: ScoreFn, cfg: TrainConfig, timer: Counter) -> Batch:
+def collect_batch(model, tokenizer, prompts: PromptSource, score_fn: ScoreFn, cfg: TrainConfig, timer: Counter,
+                  dist: Dist = Dist()) -> Batch:
     """Sample, generate and score one step's batch; with dynamic sampling keep only groups whose
-    rewards differ, drawing more prompts until ``prompts_per_step`` groups are kept (or the round cap)."""
+    rewards differ, drawing more prompts until ``prompts_per_step`` groups are kept (or the round cap).
+
+    Across ranks, every rank draws the same prompts and keeps its own share of the groups; the
+    count of kept groups is summed over ranks, so every rank runs the same number of rounds.
+    """
     G, want = cfg.group_size, cfg.prompts_per_step
     kept: list[tuple[list[Example], Rollout, list[Scored], torch.Tensor]] = []
     n_kept, rounds, dropped = 0, 0, 0
     while n_kept < want and rounds < cfg.max_sampling_rounds:
         rounds += 1
-        examples = prompts.sample(want - n_kept)
-        texts = [render_prompt(e, tokenizer, cfg.chat_template, cfg.system_prompt) for e in examples]
-        t = time.perf_counter()
-        ro = generate(model, tokenizer, texts, G, max_new_tokens=cfg.max_new_tokens,
-                      temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
-        timer["generation"] += time.perf_counter() - t
-        seq_examples = [e for e in examples for _ in range(G)]
-        t = time.perf_counter()
-        scored = score_fn(seq_examples, ro.texts)
-        timer["scoring"] += time.perf_counter() - t
-        rewards = torch.tensor([s.total for s in scored], dtype=torch.float32)
-        keep_groups = list(range(len(examples)))
-        if cfg.dynamic_sampling:
-            flat = zero_spread_groups(rewards, G)
-            keep_groups = [g for g in keep_groups if not flat[g]]
-            dropped += len(examples) - len(keep_groups)
-            if not keep_groups:
-                continue
-        rows = [g * G + j for g in keep_groups for j in range(G)]
-        kept.append(([seq_examples[i] for i in rows], ro.select(rows), [scored[i] for i in rows], rewards[rows]))
-        n_kept += len(keep_groups)
+        drawn = prompts.sample(want - n_kept)
+        examples = drawn[dist.share(len(drawn))]  # this rank's groups
+        keep_groups: list[int] = []
+        if examples:
+            texts = [render_prompt(e, tokenizer, cfg.chat_template, cfg.system_prompt) for e in examples]
+            t = time.perf_counter()
+            with _autocast(model, cfg.bf16):
+                ro = generate(model, tokenizer, texts, G, max_new_tokens=cfg.max_new_tokens,
+                              temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
+            timer["generation"] += time.perf_counter() - t
+            seq_examples = [e for e in examples for _ in range(G)]
+            t = time.perf_counter()
+            scored = score_fn(seq_examples, ro.texts)
+            timer["scoring"] += time.perf_counter() - t
+            rewards = torch.tensor([s.total for s in scored], dtype=torch.float32)
+            keep_groups = list(range(len(examples)))
+            if cfg.dynamic_sampling:
+                flat = zero_spread_groups(rewards, G)
+                keep_groups = [g for g in keep_groups if not flat[g]]
+                dropped += len(examples) - len(keep_groups)
+            if keep_groups:
+                rows = [g * G + j for g in keep_groups for j in range(G)]
+                kept.append(([seq_examples[i] for i in rows], ro.select(rows), [scored[i] for i in rows], rewards[rows]))
+        n_kept += int(dist.sum(len(keep_groups)))
         if not cfg.dynamic_sampling:
             break
-    if not kept:  # dynamic sampling found no group with spread: train on nothing this step
+    dropped = int(dist.sum(dropped))
+    if not kept:  # nothing kept on this rank (dynamic sampling found no group with spread, or no share)
         return Batch([], None, [], torch.zeros(0), rounds, dropped)  # type: ignore[arg-type]
-    return Batch(
+    batch = Batch(
         [e for k in kept for e in k[0]],
         merge_rollouts([k[1] for k in kept], tokenizer.pad_token_id),
         [s for k in kept for s in k[2]],
@@ -122,6 +132,21 @@ def collect_batch(model, tokenizer, prompts: PromptSource, score_fn: ScoreFn, cf
         rounds,
         dropped,
     )
+    return sort_groups(batch, G) if cfg.sort_by_length else batch
+
+
+def sort_groups(batch: Batch, group_size: int) -> Batch:
+    """The batch with its groups ordered by their longest completion (stable), so each micro-batch
+    is cut to a length close to all of its rows'. Advantages, losses and normalisers do not depend
+    on the order of groups."""
+    G = group_size
+    longest = batch.rollout.completion_mask.sum(-1).view(-1, G).max(-1).values.cpu()  # (N,)
+    order = torch.argsort(longest, stable=True).tolist()
+    if order == sorted(order):
+        return batch
+    rows = [g * G + j for g in order for j in range(G)]
+    return Batch([batch.examples[i] for i in rows], batch.rollout.select(rows), [batch.scored[i] for i in rows],
+                 batch.rewards[rows], batch.rounds, batch.dropped_groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,26 +220,36 @@ def frozen_logprobs(model, ro: Rollout, cfg: TrainConfig, disable_adapter: bool 
     return torch.cat(out)
 
 
+METRIC_SUMS = ("loss", "entropy", "kl", "clip_low_frac", "clip_high_frac", "_w")  # summed over micro-batches and ranks
+
+
 def update(
     model,
     opt: torch.optim.Optimizer,
     sched,
-    ro: Rollout,
+    ro: Rollout | None,  # None: this rank has no sequences this step (it still joins the gradient sum)
     advantages: torch.Tensor,  # (B,)
-    loss_mask: torch.Tensor,  # (B, T)
+    loss_mask: torch.Tensor | None,  # (B, T)
     ref_logp: torch.Tensor | None,  # (B, T)
     old_logp: torch.Tensor | None,  # (B, T) None when mu = 1
     cfg: TrainConfig,
+    dist: Dist = Dist(),
 ) -> tuple[dict[str, float], bool]:
-    """One optimiser step over the batch with gradient accumulation; returns (metrics, finite)."""
-    B = ro.input_ids.shape[0]
+    """One optimiser step over the batch with gradient accumulation; returns (metrics, finite).
+
+    The loss uses the whole step's normalisers (tokens, sequences, micro-batches summed over ranks)
+    and the gradients are summed over ranks, so N ranks on N shares equal one process on the batch.
+    """
+    B = 0 if ro is None else ro.input_ids.shape[0]
     eps_high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
-    total_tokens = float(loss_mask.sum().item())
+    chunks = _chunks(B, cfg.micro_batch_size, cfg.group_size) if B else []
+    local_tokens = float(loss_mask.sum().item()) if B else 0.0
+    total_tokens, total_seqs, total_chunks = dist.sum_all([local_tokens, float(B), float(len(chunks))])
+    total_seqs = int(total_seqs)
     sums: Counter = Counter()
     finite = True
     model.train(_checkpointing(model))  # checkpointing only acts in train mode; otherwise no dropout
     opt.zero_grad(set_to_none=True)
-    chunks = _chunks(B, cfg.micro_batch_size, cfg.group_size)
     for s in chunks:
         with _autocast(model, cfg.bf16):
             logp, ent = chunk_logprobs(model, ro, s, cfg, with_entropy=True)
@@ -231,10 +266,10 @@ def update(
             kl_estimator=cfg.kl_estimator,
             max_tokens=cfg.max_new_tokens,
             total_tokens=total_tokens,
-            total_seqs=B,
+            total_seqs=total_seqs,
         )
         if cfg.loss_type == "bnpo":  # a per-micro-batch mean: average the micro-batches
-            loss = loss / len(chunks)
+            loss = loss / total_chunks
         if not torch.isfinite(loss):
             finite = False
             break
@@ -246,11 +281,16 @@ def update(
             sums[k] += v * w
         sums["_w"] += w
     model.eval()
+    # whole-step numbers: every rank runs these collectives in the same order, whatever happened above
+    finite = dist.all_true(finite)
+    sums = dict(zip(METRIC_SUMS, dist.sum_all([sums[k] for k in METRIC_SUMS])))
     metrics = {"loss": sums["loss"]}
     for k in ("entropy", "kl", "clip_low_frac", "clip_high_frac"):
-        if k in sums:
+        if k != "kl" or ref_logp is not None or (ro is None and cfg.beta > 0):
             metrics[k] = sums[k] / max(sums["_w"], 1.0)
     params = [p for p in model.parameters() if p.requires_grad]
+    if finite:
+        dist.sum_grads(params)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if finite else torch.tensor(math.nan)
     metrics["grad_norm"] = float(grad_norm)
     if not (finite and math.isfinite(metrics["grad_norm"])):
@@ -266,6 +306,43 @@ def update(
 # logging
 
 
+@dataclass
+class StepView:
+    """The whole step's batch as the logs see it (all ranks' sequences, in rank order)."""
+
+    examples: list[Example]  # (B,)
+    scored: list[Scored]  # (B,)
+    rewards: torch.Tensor  # (B,)
+    texts: list[str]  # (B,)
+    lengths: torch.Tensor  # (B,) completion lengths
+    truncated: torch.Tensor  # (B,) bool
+    offset: int = 0  # where this rank's rows start
+
+
+def gather_view(batch: Batch, dist: Dist) -> StepView:
+    """This rank's batch plus every other rank's (one all-gather of plain Python objects)."""
+    ro = batch.rollout
+    mine = {
+        "examples": batch.examples,
+        "scored": batch.scored,
+        "rewards": batch.rewards.tolist(),
+        "texts": ro.texts if ro is not None else [],
+        "lengths": ro.completion_mask.sum(-1).tolist() if ro is not None else [],
+        "truncated": ro.truncated.tolist() if ro is not None else [],
+    }
+    parts = dist.gather(mine)
+    offset = sum(len(p["examples"]) for p in parts[: dist.rank])
+    return StepView(
+        [e for p in parts for e in p["examples"]],
+        [s for p in parts for s in p["scored"]],
+        torch.tensor([r for p in parts for r in p["rewards"]], dtype=torch.float32),
+        [t for p in parts for t in p["texts"]],
+        torch.tensor([n for p in parts for n in p["lengths"]], dtype=torch.float32),
+        torch.tensor([b for p in parts for b in p["truncated"]], dtype=torch.bool),
+        offset,
+    )
+
+
 def _stats(xs: list[float]) -> dict[str, float | int]:
     t = torch.tensor([x for x in xs if math.isfinite(x)], dtype=torch.float64)
     if t.numel() == 0:
@@ -273,7 +350,7 @@ def _stats(xs: list[float]) -> dict[str, float | int]:
     return {"mean": t.mean().item(), "std": t.std(unbiased=False).item(), "n": t.numel()}
 
 
-def reward_metrics(batch: Batch) -> dict[str, Any]:
+def reward_metrics(batch: Batch | StepView) -> dict[str, Any]:
     """Reward mean and spread overall, per task and per component; status counts per task."""
     by_task: dict[str, list[float]] = defaultdict(list)
     by_comp: dict[str, list[float]] = defaultdict(list)
@@ -334,7 +411,7 @@ class RunLog:
         with open(self.dir / name, "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def samples(self, step: int, batch: Batch, n: int) -> None:
+    def samples(self, step: int, batch: StepView, n: int) -> None:
         if n <= 0 or not batch.examples:
             return
         with open(self.dir / "samples.log", "a") as f:
@@ -343,7 +420,7 @@ class RunLog:
                 f.write(
                     f"=== step {step} | {ex.task} | {ex.id} | reward {batch.scored[i].total:.3f} "
                     f"({batch.scored[i].status}) ===\n[prompt] {ex.prompt[-1].content}\n"
-                    f"[completion] {batch.rollout.texts[i]}\n\n"
+                    f"[completion] {batch.texts[i]}\n\n"
                 )
 
 
@@ -373,12 +450,15 @@ def train(
     ref_model=None,
     resume: bool = False,
     save_model: Callable[[Any, Any, Path], None] | None = None,
+    dist: Dist = Dist(),
 ) -> RunState:
     """Train ``model`` for ``cfg.steps`` steps, logging to and checkpointing under ``out_dir``.
 
     ``ref_model`` is the frozen reference for the KL term (needed when ``cfg.beta > 0``, unless the
     model is a peft model: then the reference is the same model with its adapters disabled).
     With ``resume``, the run continues from ``out_dir/checkpoints/latest`` exactly.
+    With ``dist`` (several processes), each rank generates its share of the groups, gradients are
+    summed over ranks, and only rank 0 writes logs and checkpoints.
     """
     out_dir = Path(out_dir)
     ckpt_root = out_dir / "checkpoints"
@@ -405,7 +485,7 @@ def train(
         prompts.load_state_dict(state["prompts"])
         checkpoint.set_rng_state(state["rng"])
         run.step, run.bad_steps = state["step"], state["bad_steps"]
-    log = RunLog(out_dir, run.step if start_ckpt is not None else None)
+    log = RunLog(out_dir, run.step if start_ckpt is not None else None) if dist.main else None
 
     def save() -> None:
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -421,54 +501,61 @@ def train(
         writer = (lambda d: save_model(model, tokenizer, d)) if save_model else None
         checkpoint.save(ckpt_root, run.step, state, writer, keep=cfg.keep_checkpoints)
 
-    prog, bar = _progress(cfg.progress, cfg.steps, run.step)
+    dist.broadcast_params(model)  # every rank starts from rank 0's weights
+    prog, bar = _progress(cfg.progress and dist.main, cfg.steps, run.step)
     with prog:
         while run.step < cfg.steps:
             t_step = time.perf_counter()
             timer: Counter = Counter()
 
-            # 1. sample prompts, generate G completions each, score them
-            batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer)
+            # 1. sample prompts, generate G completions each (this rank's share of the groups), score them
+            batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer, dist)
+            view = gather_view(batch, dist)  # the whole step's rewards, texts and lengths, on every rank
             record: dict[str, Any] = {"step": run.step + 1, "lr": sched.get_last_lr()[0]}
             metrics: dict[str, Any] = {}
             ok = True
-            if batch.examples:
-                ro = batch.rollout
-                # 2. group-normalised advantages (NaN rewards: no signal, no loss)
-                adv, adv_m = group_advantages(batch.rewards, cfg.group_size, cfg.scale_rewards, cfg.adv_eps)
-                loss_mask = ro.completion_mask.float().cpu()  # (B, T)
-                loss_mask[torch.isnan(batch.rewards)] = 0  # no signal: no loss
-                if cfg.mask_truncated:
-                    loss_mask[ro.truncated] = 0
-                loss_mask = loss_mask.to(ro.input_ids.device)
+            if view.examples:
+                ro = batch.rollout  # None when this rank kept no group (dynamic sampling)
+                # 2. group-normalised advantages over the whole batch (NaN rewards: no signal, no loss)
+                adv_all, adv_m = group_advantages(view.rewards, cfg.group_size, cfg.scale_rewards, cfg.adv_eps)
+                adv = adv_all[view.offset : view.offset + len(batch.examples)]
+                loss_mask = None
+                if ro is not None:
+                    loss_mask = ro.completion_mask.float().cpu()  # (B, T)
+                    loss_mask[torch.isnan(batch.rewards)] = 0  # no signal: no loss
+                    if cfg.mask_truncated:
+                        loss_mask[ro.truncated] = 0
+                    loss_mask = loss_mask.to(ro.input_ids.device)
 
                 # 3. frozen log-probs: reference (beta > 0) and sampling policy (mu > 1 only)
                 t = time.perf_counter()
-                ref_logp = None
-                if cfg.beta > 0:
+                ref_logp = old_logp = None
+                if cfg.beta > 0 and ro is not None:
                     ref_logp = frozen_logprobs(model if use_adapter_ref else ref_model, ro, cfg, use_adapter_ref)
-                old_logp = frozen_logprobs(model, ro, cfg) if cfg.mu > 1 else None
+                if cfg.mu > 1 and ro is not None:
+                    old_logp = frozen_logprobs(model, ro, cfg)
+                timer["reference"] += time.perf_counter() - t
 
-                # 4. mu optimiser steps on this batch
+                # 4. mu optimiser steps on this batch (gradients summed over ranks)
+                t = time.perf_counter()
                 for _ in range(cfg.mu):
-                    m, ok = update(model, opt, sched, ro, adv, loss_mask, ref_logp, old_logp, cfg)
+                    m, ok = update(model, opt, sched, ro, adv, loss_mask, ref_logp, old_logp, cfg, dist)
                     metrics = metrics or m  # report the first pass (ratio 1: the on-policy numbers)
                     if not ok:
                         metrics = m
                         break
                 timer["update"] += time.perf_counter() - t
                 metrics.update(adv_m)
-                lengths = ro.completion_mask.sum(-1).float()
                 metrics.update(
-                    completion_len_mean=lengths.mean().item(),
-                    completion_len_max=lengths.max().item(),
-                    truncated_frac=ro.truncated.float().mean().item(),
+                    completion_len_mean=view.lengths.mean().item(),
+                    completion_len_max=view.lengths.max().item(),
+                    truncated_frac=view.truncated.float().mean().item(),
                 )
-                metrics.update(reward_metrics(batch))
+                metrics.update(reward_metrics(view))
             else:
                 metrics.update(zero_spread_frac=1.0, skipped_reason="no group with reward spread")
 
-            # 5. log the step; stop after too many non-finite steps in a row
+            # 5. log the step (rank 0); stop after too many non-finite steps in a row
             run.bad_steps = 0 if ok else run.bad_steps + 1
             run.step += 1
             timer["total"] = time.perf_counter() - t_step
@@ -477,26 +564,29 @@ def train(
                 skipped=not ok,
                 sampling_rounds=batch.rounds,
                 dropped_groups=batch.dropped_groups,
-                sequences=len(batch.examples),
+                sequences=len(view.examples),
                 time={k: round(v, 3) for k, v in timer.items()},
             )
-            log.append("metrics.jsonl", record)
-            log.append("rollouts.jsonl", {
-                "step": run.step,
-                "examples": [e.id for e in batch.examples[:: cfg.group_size]],
-                "tasks": [e.task for e in batch.examples[:: cfg.group_size]],
-                "rewards": [_finite_or_none(x) for x in batch.rewards.tolist()],
-                "completions": batch.rollout.texts if batch.examples else [],
-            })
-            log.samples(run.step, batch, cfg.log_samples)
+            if dist.main:
+                log.append("metrics.jsonl", record)
+                log.append("rollouts.jsonl", {
+                    "step": run.step,
+                    "examples": [e.id for e in view.examples[:: cfg.group_size]],
+                    "tasks": [e.task for e in view.examples[:: cfg.group_size]],
+                    "rewards": [_finite_or_none(x) for x in view.rewards.tolist()],
+                    "completions": view.texts,
+                })
+                log.samples(run.step, view, cfg.log_samples)
             run.history.append(record)
             prog.update(bar, advance=1, info=_headline(record))
             if run.bad_steps >= cfg.max_bad_steps:
                 raise TrainingDiverged(f"{run.bad_steps} steps in a row had a non-finite loss or gradient (step {run.step})")
 
-            # 6. checkpoint (atomic)
+            # 6. checkpoint (atomic, rank 0: every rank holds the same weights)
             if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps:
-                save()
+                if dist.main:
+                    save()
+                dist.barrier()  # nobody runs ahead of (or exits before) a checkpoint
     return run
 
 
