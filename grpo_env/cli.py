@@ -149,8 +149,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for r in results:
         for p in r.problems:
             out.print(f"[red]{r.task}[/]: {p}", highlight=False)
-    failed_plugins = [i for i in reg.failures if not args.names]
-    return 0 if all(r.ok for r in results) and not failed_plugins else 1
+    broken = reg.failures if not args.names else []  # checking everything: a disabled plugin fails too
+    return 0 if all(r.ok for r in results) and not broken else 1
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
