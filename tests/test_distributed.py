@@ -1,9 +1,9 @@
 """Data-parallel training over 2 CPU processes (gloo): identical weights on every rank, and the same
 update as one process on the same data."""
 
+import importlib.util
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -140,7 +140,7 @@ def test_shares_cover_every_group_once():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate is not installed")
 def test_accelerate_launch_runs_the_cli_unchanged(tmp_path):
     from grpo_env.engine.tiny import write_tiny
 
@@ -167,7 +167,7 @@ beta = 0.04
 progress = false
 output_dir = "{tmp_path / 'run'}"
 """)
-    cmd = [shutil.which("accelerate"), "launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "grpo_env.cli", "train", str(recipe)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
