@@ -325,18 +325,22 @@ def load_code(req):
     return g
 
 
-def run_function(req, codec, records):
-    """Call the entry point once per test; report each result as plain data, never compare here."""
+def load_entry_point(req):
+    """The submission's module namespace and its entry point (exit EXIT_NO_ENTRY when missing)."""
     g = load_code(req)
     fn = g.get(req["entry_point"])
     if not callable(fn):
         print(f"entry point {req['entry_point']!r} is not defined", file=sys.stderr)
         flush_exit(EXIT_NO_ENTRY)
-    for i, call in enumerate(req["calls"]):
+    return g, fn
+
+
+def report_each(records, items, run_one):
+    """Run ``run_one(i, item)`` per test and write one record each (its result, or the exception);
+    a MemoryError ends the run as a memory limit. Never compares anything here."""
+    for i, item in enumerate(items):
         try:
-            args = codec.decode(call)
-            value = codec.encode(fn(*args))
-            rec = {"i": i, "v": value}
+            rec = {"i": i, **run_one(i, item)}
         except MemoryError:
             flush_exit(EXIT_MEMORY)
         except BaseException as e:
@@ -345,19 +349,21 @@ def run_function(req, codec, records):
     flush_exit(0)
 
 
+def run_function(req, codec, records):
+    """Call the entry point once per test; report each result as plain data."""
+    _, fn = load_entry_point(req)
+    report_each(records, req["calls"], lambda i, call: {"v": codec.encode(fn(*codec.decode(call)))})
+
+
 def run_asserts(req, codec, records):
     """Run assert-style test statements one by one (the flagged fallback for tests not converted
     to data): the entry point is wrapped so each result is a plain-data copy, which defeats
     objects with a rigged ``__eq__``."""
-    g = load_code(req)
-    fn = g.get(req["entry_point"])
-    if not callable(fn):
-        flush_exit(EXIT_NO_ENTRY)
+    env, fn = load_entry_point(req)  # as in the original harnesses, the tests see the module's helpers
 
     def candidate(*args, **kwargs):
         return codec.decode(codec.encode(fn(*args, **kwargs)))
 
-    env = g  # as in the original harnesses, the tests see the module (helpers the prompt defined)
     env["candidate"] = env[req["entry_point"]] = candidate
     try:
         exec(compile(req["setup"], "test_setup.py", "exec"), env)
@@ -367,16 +373,12 @@ def run_asserts(req, codec, records):
         print(f"test setup failed: {describe(e)}", file=sys.stderr)
         flush_exit(EXIT_MODULE)
     env["candidate"] = env[req["entry_point"]] = candidate  # MBPP asserts call it by name
-    for i, src in enumerate(req["steps"]):
-        try:
-            exec(compile(src, f"test_{i}.py", "exec"), env)
-            rec = {"i": i, "ok": True}
-        except MemoryError:
-            flush_exit(EXIT_MEMORY)
-        except BaseException as e:
-            rec = {"i": i, "e": describe(e)}
-        records.write(rec)
-    flush_exit(0)
+
+    def step(i, src):
+        exec(compile(src, f"test_{i}.py", "exec"), env)
+        return {"ok": True}
+
+    report_each(records, req["steps"], step)
 
 
 def run_program(req, codec, records):
