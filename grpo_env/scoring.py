@@ -124,7 +124,12 @@ class ScoringService:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the scoring service is closed")
-            yield from self._run(iter(items))
+            try:
+                yield from self._run(iter(items))
+            finally:  # a consumer that stops early leaves jobs running: their results must not leak into the next batch
+                for w in list(self._workers):
+                    if w.job is not None:
+                        self._replace(w)
 
     def score_examples(
         self,

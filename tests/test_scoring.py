@@ -156,3 +156,12 @@ def _alive(pid):
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_abandoned_stream_does_not_leak_results_into_the_next_batch():
+    with ScoringService(rewards(), workers=2) as svc:
+        stream = svc.score_iter([("sleep", EX, "0.2")] * 6)
+        assert next(stream).status is Status.CORRECT
+        stream.close()  # stop early with jobs still in flight
+        outs = svc.score([("exact", EX, "41"), ("exact", EX, "42"), ("exact", EX, "")])
+    assert [o.status for o in outs] == [Status.INCORRECT, Status.CORRECT, Status.UNPARSABLE]
