@@ -154,6 +154,22 @@ def apply_lever(lever: str, cfg_kwargs: dict) -> None:
 
     if lever == "no_shared_prefill":  # generation prefills every prompt G times
         trainer.generate = functools.partial(sampling.generate, share_prefix=False)
+    elif lever == "hf_generate":  # transformers' generate (cache grown by concatenation, its sampler), no shared prefill
+        from grpo_env.engine import decode
+
+        sampling.decode = lambda model, ids, mask, G, **k: decode._generate_fallback(
+            model, ids, mask, G, k["max_new_tokens"], k["eos"], k["pad_id"], k["temperature"], k["top_k"], k["top_p"],
+            k["min_new_tokens"])
+    elif lever == "default_adamw":  # torch's default AdamW implementation on CPU (a per-tensor loop), not the fused one
+        make = trainer.make_optimizer
+
+        def default_adamw(model, cfg):
+            opt, sched = make(model, cfg)
+            for g in opt.param_groups:
+                g["fused"] = None
+            return opt, sched
+
+        trainer.make_optimizer = default_adamw
     elif lever == "no_prefix_sharing":  # log-probs run every prompt G times (head still on completions only)
         trainer._checkpointing = lambda model: True
     elif lever == "naive_logprobs":  # full forward, LM head and log-softmax over every position
@@ -276,7 +292,8 @@ def run_trl(args, examples) -> dict:
         num_generations=args.group, max_completion_length=args.max_new, temperature=1.0, top_p=1.0, top_k=0,
         beta=args.beta, loss_type="dapo", epsilon=0.2, scale_rewards="group", num_iterations=1,
         learning_rate=1e-6, adam_beta1=0.9, adam_beta2=0.999, weight_decay=0.0, lr_scheduler_type="constant",
-        warmup_steps=0, max_grad_norm=1.0, optim="adamw_torch", gradient_checkpointing=False, bf16=args.bf16,
+        warmup_steps=0, max_grad_norm=1.0,
+        optim="adamw_torch_fused" if args.lever == "fused_adamw" else "adamw_torch", gradient_checkpointing=False, bf16=args.bf16,
         fp16=False, use_cpu=True, max_steps=n_steps, logging_steps=10_000, save_strategy="no", report_to="none",
         shuffle_dataset=False, disable_dropout=True, seed=0, generation_kwargs=gen_kwargs,
         mask_truncated_completions=False, log_completions=False, dataloader_num_workers=0,
@@ -414,6 +431,8 @@ def main() -> None:
     ap.add_argument("--levers", action="store_true", help="also time each engine lever switched off")
     ap.add_argument("--natural-runs", action="store_true",
                     help="also time ours at natural lengths: baseline, no length sorting, dynamic sampling")
+    ap.add_argument("--trl-fused", action="store_true",
+                    help="also time TRL with optim=adamw_torch_fused (TRL's default adamw_torch is a per-tensor loop on CPU)")
     ap.add_argument("--skip-trl", action="store_true", help="reuse the TRL numbers of bench/results/step.json")
     ap.add_argument("--tag", default="", help="suffix of the result file name")
     # worker mode (internal)
@@ -443,9 +462,11 @@ def main() -> None:
             runs["trl"] = json.loads((RESULTS / "step.json").read_text())["raw"]["trl"]  # the like-for-like run
         else:
             runs["trl"] = spawn(args, "trl")
+        if args.trl_fused:
+            runs["trl_fused_adamw"] = spawn(args, "trl", "fused_adamw")
         levers = {}
         if args.levers:
-            for lever in ("no_shared_prefill", "no_prefix_sharing", "naive_logprobs", "whole_batch", "bf16"):
+            for lever in ("hf_generate", "no_shared_prefill", "default_adamw", "no_prefix_sharing", "naive_logprobs", "whole_batch", "bf16"):
                 levers[lever] = summarise(spawn(args, "ours", lever), args.warmup)
         dynamic = {}
         if args.natural_runs:
@@ -474,6 +495,11 @@ def main() -> None:
         per = "-" if s["s_per_group_with_signal"] is None else f"{s['s_per_group_with_signal']:.2f}"
         print(f"natural lengths, {name:<17} {s['mean_s']['total']:7.2f} s/step, {per} s per group with reward spread "
               f"({groups:.0f} such groups in {len(s['steps'])} steps)")
+    trl_fused = summarise(runs["trl_fused_adamw"], args.warmup) if "trl_fused_adamw" in runs else None
+    if trl_fused:
+        print(f"TRL with optim=adamw_torch_fused: {trl_fused['mean_s']['total']:.2f} s/step  "
+              + "  ".join(f"{k} {trl_fused['mean_s'][k]:.2f}" for k in STAGES)
+              + f"; ratio ours/that: {ours['mean_s']['total'] / trl_fused['mean_s']['total']:.3f}")
     ratio = ours["mean_s"]["total"] / trl["mean_s"]["total"]
     result = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("tmp", "model_dir")},
@@ -481,7 +507,7 @@ def main() -> None:
         "torch": torch.__version__, "trl": runs["trl"].get("trl"),
         "matmul_peak_gflops": {"fp32": peak32, "bf16": peak16},
         "other_grpo_env_runs": {"before": load_before, "after": training_load()},
-        "ours": ours, "trl": trl, "flop_floor": floor, "levers_off": levers, "natural_lengths": dynamic,
+        "ours": ours, "trl": trl, "trl_fused_adamw": trl_fused, "flop_floor": floor, "levers_off": levers, "natural_lengths": dynamic,
         "ratio_ours_trl": ratio, "raw": runs,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }

@@ -15,8 +15,8 @@ from grpo_env import __version__
 from grpo_env.plugins import PluginError, Registry, get_registry
 from grpo_env.recipe import RecipeError, apply_override
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # long paths and messages stay on one line (copyable, greppable)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class CLIError(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from grpo_env.engine import checkpoint
+from grpo_env.engine import checkpoint, sharding, tblog
 from grpo_env.engine.config import ModelConfig
 from grpo_env.engine.distributed import DistributedError, init_from_env
 from grpo_env.engine.model import ModelError, load_model, load_tokenizer, resolve_device, save_model
@@ -73,6 +73,8 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
 
     try:
         recipe = load_recipe(recipe_path, overrides)
+        if recipe.train.tensorboard:
+            tblog.require()  # before the model loads
         registry = get_registry()
         entries = mix_entries(recipe, registry)
         mix = TaskMixture(entries, seed=recipe.seed, split=recipe.train.split)
@@ -82,12 +84,21 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
                                   "another directory (--name=... or --train.output_dir=...)")
         _setup_torch(recipe.model, recipe.seed)
         dist = init_from_env(resolve_device(recipe.model.device))  # several processes under accelerate launch / torchrun
+        fsdp = sharding.requested() if dist.active else None  # accelerate launch --use_fsdp (or an FSDP config)
         tok = load_tokenizer(recipe.model)
         model = load_model(recipe.model)
         ref = None
         if recipe.train.beta > 0 and not recipe.model.lora:  # LoRA: the base (adapters off) is the reference
             ref = load_model(recipe.model, trainable=False)
-    except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError, DistributedError) as e:
+        if fsdp is not None:
+            full = sharding.local_numel(model)
+            sharding.shard_model(model, fsdp)
+            if ref is not None:  # the reference stays whole on every rank (no gradients, no optimiser state)
+                sharding.sync_from_rank0(ref)
+            print(f"fsdp: rank {dist.rank} of {dist.world} holds {sharding.local_numel(model)} of {full} policy "
+                  "parameter elements", file=sys.stderr)
+    except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError, DistributedError,
+            tblog.TensorBoardMissing) as e:
         return _fail(str(e))
     if dist.main:  # only rank 0 writes the run directory
         if resume and checkpoint.latest(out / "checkpoints") is None:

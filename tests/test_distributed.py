@@ -1,5 +1,5 @@
-"""Data-parallel training over 2 CPU processes (gloo): identical weights on every rank, and the same
-update as one process on the same data."""
+"""Data-parallel and FSDP training over 2 CPU processes (gloo): identical weights on every rank, and
+the same update as one process on the same data."""
 
 import importlib.util
 import json
@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from grpo_env.engine import sharding
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist, init_from_env
 from grpo_env.engine.losses import group_advantages
@@ -57,24 +58,29 @@ class FixedPrompts:
         self.pos = s["pos"]
 
 
-def one_update(dist: Dist) -> dict[str, torch.Tensor]:
+def one_update(dist: Dist, fsdp: sharding.FsdpSettings | None = None, **overrides) -> dict[str, torch.Tensor]:
     """One SGD step on a fixed batch (every rank generates the same one from the same seed), with this
-    rank's share of the groups; returns the new weights."""
+    rank's share of the groups; returns the new weights (whole, also when ``fsdp`` shards the model)."""
     tok = tiny_tokenizer()
     model, ref = tiny_model(len(tok), seed=0), tiny_model(len(tok), seed=0)
-    cfg = TrainConfig(**CFG)
+    cfg = TrainConfig(**{**CFG, **overrides})
+    n = cfg.prompts_per_step
     torch.manual_seed(123)
-    ro = generate(model, tok, PROMPTS, G, max_new_tokens=cfg.max_new_tokens)
+    ro = generate(model, tok, [f"say {i}" for i in range(n)], G, max_new_tokens=cfg.max_new_tokens)
     rewards = torch.tensor([vowel_share(t) for t in ro.texts])
     adv, _ = group_advantages(rewards, G)
-    share = dist.share(N)
+    share = dist.share(n)
     rows = list(range(share.start * G, share.stop * G))
     part = ro.select(rows)
     ref_logp = frozen_logprobs(ref, part, cfg)
+    if fsdp is not None:
+        sharding.shard_model(model, fsdp)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
     _, ok = update(model, opt, sched, part, adv[rows], part.completion_mask.float(), ref_logp, None, cfg, dist)
     assert ok
+    if fsdp is not None:
+        return sharding.full_state(model)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -139,9 +145,26 @@ def test_shares_cover_every_group_once():
             assert rows == list(range(n))
 
 
+FSDP_CONFIG = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+num_machines: 1
+num_processes: 2
+mixed_precision: 'no'
+fsdp_config:
+  fsdp_version: 1
+  fsdp_sharding_strategy: SHARD_GRAD_OP
+  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP
+  fsdp_transformer_layer_cls_to_wrap: LlamaDecoderLayer
+  fsdp_state_dict_type: FULL_STATE_DICT
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate is not installed")
-def test_accelerate_launch_runs_the_cli_unchanged(tmp_path):
+@pytest.mark.parametrize("launch", ["ddp", "fsdp"])
+def test_accelerate_launch_runs_the_cli_unchanged(tmp_path, launch):
+    """The CLI under `accelerate launch`: plain data parallelism, and FSDP from an accelerate config file."""
     from grpo_env.engine.tiny import write_tiny
 
     model = write_tiny(tmp_path / "tiny")
@@ -167,22 +190,137 @@ beta = 0.04
 progress = false
 output_dir = "{tmp_path / 'run'}"
 """)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
+    if launch == "fsdp":
+        (tmp_path / "fsdp.yaml").write_text(FSDP_CONFIG)
+        how = ["--config_file", str(tmp_path / "fsdp.yaml"), "--main_process_port", str(_free_port())]
+    else:
+        how = ["--num_processes", "2", "--num_machines", "1", "--cpu"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *how,
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "grpo_env.cli", "train", str(recipe)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("done: 2 steps") == 1  # only rank 0 reports
+    assert ("fsdp: rank 0 of 2 holds" in proc.stderr) == (launch == "fsdp")
     records = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     assert all(r["sequences"] == 16 for r in records)
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()
 
 
-def test_sharded_launches_are_refused_with_a_clear_error(monkeypatch):
+def test_deepspeed_launches_are_refused_with_a_clear_error(monkeypatch):
     from grpo_env.engine.distributed import DistributedError, check_launch_mode
 
     check_launch_mode()  # a plain launch passes
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(DistributedError, match="FSDP launches are not supported"):
+    check_launch_mode()  # so does an FSDP one
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(DistributedError, match="DeepSpeed launches are not supported: .*use FSDP"):
         init_from_env(torch.device("cpu"))
+
+
+def test_fsdp_settings_follow_accelerate(monkeypatch):
+    from grpo_env.engine.distributed import DistributedError
+
+    for var in ("FSDP_VERSION", "FSDP_SHARDING_STRATEGY", "FSDP_RESHARD_AFTER_FORWARD", "FSDP_OFFLOAD_PARAMS",
+                "FSDP_ACTIVATION_CHECKPOINTING", "FSDP_TRANSFORMER_CLS_TO_WRAP"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    assert sharding.requested() is None  # not an FSDP launch
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert sharding.requested() == sharding.FsdpSettings(reshard_after_forward=True)  # version 1, FULL_SHARD
+    monkeypatch.setenv("FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP")
+    assert sharding.requested().reshard_after_forward is False
+    monkeypatch.setenv("FSDP_SHARDING_STRATEGY", "3")  # NO_SHARD: plain data parallelism
+    assert sharding.requested() is None
+    monkeypatch.setenv("FSDP_SHARDING_STRATEGY", "HYBRID_SHARD")
+    with pytest.raises(DistributedError, match="HYBRID_SHARD"):
+        sharding.requested()
+    monkeypatch.setenv("FSDP_VERSION", "2")  # version 2: reshard_after_forward, not the strategy
+    monkeypatch.setenv("FSDP_RESHARD_AFTER_FORWARD", "false")
+    monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "LlamaDecoderLayer")
+    assert sharding.requested() == sharding.FsdpSettings(False, ("LlamaDecoderLayer",))
+    monkeypatch.setenv("FSDP_OFFLOAD_PARAMS", "true")
+    with pytest.raises(DistributedError, match="offload"):
+        sharding.requested()
+
+
+# FSDP: 3 groups over 2 ranks, one group per micro-batch: rank 0 runs 2 passes, rank 1 one (and an idle one);
+# no clipping, so the comparison also sees the gradients' scale (summed over ranks, not averaged)
+UNEVEN = dict(prompts_per_step=3, micro_batch_size=G, max_grad_norm=1e3)
+
+
+def fsdp_worker(out: str) -> None:
+    """One rank of an ``accelerate launch --use_fsdp`` run of this file: a fixed-batch update, then the
+    training loop with checkpoints, then a resume from them."""
+    from grpo_env.engine.model import save_model
+
+    torch.set_num_threads(1)
+    dist = init_from_env(torch.device("cpu"))
+    fsdp = sharding.requested()
+    assert fsdp is not None and dist.world == 2
+    try:
+        update_state = one_update(dist, fsdp, **UNEVEN)
+        tok = tiny_tokenizer()
+        cfg = dict(CFG, save_every=1)
+        model, ref = tiny_model(len(tok), seed=0), tiny_model(len(tok), seed=0)
+        numel = {"full": sharding.local_numel(model)}
+        sharding.shard_model(model, fsdp)
+        numel["local"] = sharding.local_numel(model)
+        torch.manual_seed(dist.rank)
+        train(model, tok, FixedPrompts(), score_fn, TrainConfig(steps=2, **cfg), f"{out}/run", ref_model=ref,
+              dist=dist, save_model=save_model)
+        trained = sharding.full_state(model)
+        model = sharding.shard_model(tiny_model(len(tok), seed=1), fsdp)  # other weights: the checkpoint's replace them
+        train(model, tok, FixedPrompts(), score_fn, TrainConfig(steps=3, **cfg), f"{out}/run", ref_model=ref,
+              dist=dist, save_model=save_model, resume=True)
+        if dist.main:
+            torch.save({"update": update_state, "trained": trained}, f"{out}/fsdp.pt")
+        with open(f"{out}/numel_{dist.rank}.json", "w") as f:
+            json.dump(numel, f)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate is not installed")
+def test_fsdp_launch_shards_the_policy_and_matches_one_process(tmp_path):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2",
+           "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
+           "--mixed_precision", "no", "--dynamo_backend", "no", __file__, str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # sharded: each rank held about half of the parameters, together all of them
+    numel = [json.loads((tmp_path / f"numel_{r}.json").read_text()) for r in range(2)]
+    full = numel[0]["full"]
+    assert all(n["full"] == full and n["local"] < 0.6 * full for n in numel)
+    assert sum(n["local"] for n in numel) == full
+
+    # the update on uneven shares equals one process on the whole batch
+    got = torch.load(tmp_path / "fsdp.pt")
+    single = one_update(Dist(), **UNEVEN)
+    start = tiny_model(len(tiny_tokenizer()), seed=0).state_dict()
+    assert max((single[k] - start[k]).abs().max().item() for k in start) > 1e-4  # the step moved the weights
+    assert got["update"].keys() == single.keys()
+    for k in single:
+        torch.testing.assert_close(got["update"][k], single[k], rtol=1e-4, atol=1e-6)
+
+    # checkpoints hold the whole model: the step-2 one is what the loop trained, and loads as a plain model
+    from transformers import AutoModelForCausalLM
+
+    ckpts = tmp_path / "run" / "checkpoints"
+    state = torch.load(ckpts / "step-000002" / "state.pt", weights_only=False)
+    plain = AutoModelForCausalLM.from_pretrained(ckpts / "step-000002" / "model").state_dict()
+    for k, v in state["weights"].items():
+        assert torch.equal(v, got["trained"][k]) and torch.equal(plain[k], v), k
+    moments = sorted(s["exp_avg"].numel() for s in state["optimizer"]["state"].values())
+    assert moments == sorted(v.numel() for v in state["weights"].values())  # the whole AdamW state, not rank 0's shard
+    # the resumed run continued from step 2 to 3
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["step"] for ln in lines] == [1, 2, 3]
+
+
+if __name__ == "__main__":  # a rank of test_fsdp_launch_shards_the_policy_and_matches_one_process
+    fsdp_worker(sys.argv[1])

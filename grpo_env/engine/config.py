@@ -52,6 +52,7 @@ class TrainConfig(BaseModel):
     save_every: int = Field(default=10, ge=0)  # checkpoint every N steps (0: only at the end)
     keep_checkpoints: int = Field(default=2, ge=1)  # older checkpoints are deleted
     log_samples: int = Field(default=2, ge=0)  # completions per step written to samples.log
+    tensorboard: bool = False  # also log metrics.jsonl as TensorBoard scalars in <run>/tensorboard/ (extra: tensorboard)
     progress: bool = True  # rich progress bar on the terminal
     split: str = "train"  # split the training prompts are drawn from
 

@@ -5,6 +5,7 @@ draw the same ones), keeps a contiguous share of the groups, generates and score
 computes the loss with the *global* normalisers (tokens and sequences of the whole step), so the
 gradients summed across ranks are those of a single process on the whole batch. Rewards are
 gathered so advantages and metrics cover the whole batch. Only rank 0 writes logs and checkpoints.
+Under an FSDP launch the policy is sharded (``sharding.py``) and FSDP sums its gradients itself.
 
 With one process every method is a no-op, and nothing here touches ``torch.distributed``.
 """
@@ -75,8 +76,12 @@ class Dist:
         return out
 
     def sum_grads(self, params: list[torch.nn.Parameter]) -> None:
-        """Replace each gradient by its sum over ranks (one flat all-reduce; a missing gradient counts as 0)."""
-        if not self.active or not params:
+        """Replace each gradient by its sum over ranks (one flat all-reduce; a missing gradient counts as 0).
+        Sharded (FSDP) parameters are skipped: FSDP summed their gradients in backward."""
+        if not self.active:
+            return
+        params = [p for p in params if not _is_dtensor(p)]
+        if not params:
             return
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads])
@@ -88,16 +93,25 @@ class Dist:
             i += n
 
     def broadcast_params(self, model: torch.nn.Module) -> None:
-        """Start every rank from rank 0's weights (covers any randomly initialised adapters)."""
+        """Start every rank from rank 0's weights (covers any randomly initialised adapters). Sharded
+        (FSDP) parameters are skipped: ``sharding.shard_model`` synchronised them before sharding."""
         if not self.active:
             return
         with torch.no_grad():
             for p in model.parameters():
-                torch.distributed.broadcast(p.data, src=0)
+                if not _is_dtensor(p):
+                    torch.distributed.broadcast(p.data, src=0)
 
     def barrier(self) -> None:
         if self.active:
             torch.distributed.barrier()
+
+
+def _is_dtensor(t: torch.Tensor) -> bool:
+    """True for an FSDP-sharded parameter (a DTensor)."""
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
 
 
 def _comm_device() -> torch.device:
@@ -112,15 +126,14 @@ class DistributedError(RuntimeError):
 
 
 def check_launch_mode() -> None:
-    """Refuse sharded launches (FSDP, DeepSpeed): this engine replicates the model on every rank and
-    sums gradients, so running them would silently not shard anything."""
-    for var, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
-            raise DistributedError(
-                f"{name} launches are not supported: grpo-env trains data-parallel (every rank holds the "
-                "whole model and gradients are summed); run `accelerate config` with 'multi-GPU' / "
-                "'multi-CPU' (no FSDP/DeepSpeed), or `accelerate launch --num_processes N`"
-            )
+    """Refuse DeepSpeed launches: the engine does not run DeepSpeed's engine, so running them would
+    silently not shard anything. FSDP launches are served by ``sharding.py``."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
+        raise DistributedError(
+            "DeepSpeed launches are not supported: to shard the model over the ranks use FSDP "
+            "(`accelerate launch --use_fsdp --fsdp_version 2 ...`, or `accelerate config` with FSDP); "
+            "for plain data parallelism `accelerate launch --num_processes N` (multi-GPU / multi-CPU)"
+        )
 
 
 def init_from_env(device: torch.device | None = None) -> Dist:

@@ -1,4 +1,4 @@
-"""Rollouts: render prompts, sample G completions per prompt in one batched ``generate``, and
+"""Rollouts: render prompts, sample G completions per prompt (:mod:`grpo_env.engine.decode`), and
 compute per-token log-probs of completion tokens (the LM head only on completion positions)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from grpo_env.engine.decode import _hidden_and_head, cache_kwarg, decode, output_cache
 from grpo_env.types import Example
 
 
@@ -80,64 +81,37 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     top_k: int = 0,
+    min_new_tokens: int | None = None,
     share_prefix: bool = True,
 ) -> Rollout:
-    """G completions for each prompt from one batched ``generate`` call (prompts repeated G times).
+    """G completions for each prompt (B = prompts * G rows), decoded by :func:`decode`.
 
     With ``share_prefix`` each prompt is prefilled once and its KV cache repeated G times, so the
     prompt costs 1/G of a plain batched prefill; the completions are the same either way.
+    ``min_new_tokens`` (default: the model's ``generation_config``) forbids EOS before that length.
     """
     device = next(model.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    ids = enc["input_ids"].repeat_interleave(group_size, 0).to(device)  # (B, P)
-    attn = enc["attention_mask"].repeat_interleave(group_size, 0).to(device)  # (B, P)
+    prompt_ids, prompt_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)  # (N, P)
+    if not share_prefix:  # each prompt prefilled G times: rows are already one per completion
+        prompt_ids, prompt_mask = prompt_ids.repeat_interleave(group_size, 0), prompt_mask.repeat_interleave(group_size, 0)
+    if min_new_tokens is None:
+        min_new_tokens = getattr(getattr(model, "generation_config", None), "min_new_tokens", None) or 0
     eos = eos_ids(tokenizer, model)
-    sample = temperature > 0
-    kwargs = dict(do_sample=sample, temperature=temperature, top_p=top_p, top_k=top_k) if sample else dict(do_sample=False)
     was_training = model.training
     model.eval()
-    prefix = {}
-    if share_prefix and group_size > 1 and ids.shape[1] > 1:
-        prefix[_cache_kwarg(_hidden_and_head(model)[0])] = _shared_prefill(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), group_size)
-    out = model.generate(
-        input_ids=ids,
-        attention_mask=attn,
-        **prefix,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id,
-        use_cache=True,
-        **kwargs,
-    )
+    completions = decode(
+        model, prompt_ids, prompt_mask, group_size if share_prefix else 1, max_new_tokens=max_new_tokens,
+        eos=eos, pad_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, top_k=top_k,
+        min_new_tokens=min_new_tokens,
+    )  # (B, T')
     model.train(was_training)
-    P = ids.shape[1]
-    completions = out[:, P:]  # (B, T)
-    if completions.shape[1] == 0:  # nothing generated at all: keep one padding column
-        completions = torch.full((out.shape[0], 1), tokenizer.pad_token_id, device=device)
-        out = torch.cat([out, completions], 1)
+    if share_prefix:
+        prompt_ids, prompt_mask = prompt_ids.repeat_interleave(group_size, 0), prompt_mask.repeat_interleave(group_size, 0)
     mask, truncated = completion_masks(completions, eos)
     texts = tokenizer.batch_decode(completions * mask + tokenizer.pad_token_id * (1 - mask), skip_special_tokens=True)
-    return Rollout(out, torch.cat([attn, mask], 1), mask, truncated.cpu(), texts, P)
-
-
-def _shared_prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int):
-    """KV cache of all but the last prompt token, computed once per prompt then repeated G times.
-
-    ``generate`` then runs only the last prompt token (it skips the cached positions), with the
-    same attention-mask-derived positions it uses for left padding.
-    """
-    base, _ = _hidden_and_head(model)
-    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (N, P)
-    out = base(input_ids=prompt_ids[:, :-1], attention_mask=prompt_mask[:, :-1], position_ids=pos[:, :-1], use_cache=True)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(group_size)  # (N*G, heads, P-1, d) per layer
-    return cache
-
-
-def _hidden_and_head(model):
-    """(base model producing hidden states, LM head): runs the head only where log-probs are needed."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
-    return inner.get_decoder() if hasattr(inner, "get_decoder") else inner.model, inner.get_output_embeddings()
+    return Rollout(torch.cat([prompt_ids, completions], 1), torch.cat([prompt_mask, mask], 1), mask, truncated.cpu(),
+                   texts, prompt_ids.shape[1])
 
 
 def token_logprobs(
@@ -177,13 +151,6 @@ def _head_logprobs(head, h, targets, temperature, with_entropy):
     return logp, entropy
 
 
-def _cache_kwarg(base) -> str:
-    """The forward argument that takes a KV cache: ``cache`` (newer transformers) or ``past_key_values``."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
 def group_logprobs(
     model,
     prompt_ids: torch.Tensor,  # (N, P) each group's prompt once, left-padded
@@ -205,12 +172,12 @@ def group_logprobs(
     G = group_size
     pos_p = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (N, P)
     out = base(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos_p, use_cache=True)
-    cache = out.past_key_values
+    cache = output_cache(out)
     cache.batch_repeat_interleave(G)  # (N*G, heads, P, d) per layer
     last = out.last_hidden_state[:, -1:].repeat_interleave(G, 0)  # (N*G, 1, H) predicts completion token 0
     full_mask = torch.cat([prompt_mask.repeat_interleave(G, 0), completion_mask], 1)  # (N*G, P + T)
     pos_c = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1] :]  # (N*G, T)
     out_c = base(input_ids=completion_ids, attention_mask=full_mask, position_ids=pos_c, use_cache=True,
-                 **{_cache_kwarg(base): cache})
+                 **{cache_kwarg(base): cache})
     h = torch.cat([last, out_c.last_hidden_state[:, :-1]], 1)  # (N*G, T, H) positions predicting completion tokens
     return _head_logprobs(head, h, completion_ids, temperature, with_entropy)

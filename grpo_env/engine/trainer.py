@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from grpo_env.engine import checkpoint
+from grpo_env.engine import checkpoint, sharding, tblog
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
 from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
@@ -154,8 +155,12 @@ def sort_groups(batch: Batch, group_size: int) -> Batch:
 
 
 def make_optimizer(model, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (the fused kernel where torch has one: on CPU, torch's default is a per-tensor loop,
+    ~20x slower on a 135M model) and the learning-rate schedule."""
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    fused = all(type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda") for p in params)  # not sharded
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay,
+                            fused=fused or None)
     total = max(cfg.steps * cfg.mu, 1)
 
     def factor(i: int) -> float:  # i = optimiser steps taken so far
@@ -223,6 +228,15 @@ def frozen_logprobs(model, ro: Rollout, cfg: TrainConfig, disable_adapter: bool 
 METRIC_SUMS = ("loss", "entropy", "kl", "clip_low_frac", "clip_high_frac", "_w")  # summed over micro-batches and ranks
 
 
+def _idle_pass(model, cfg: TrainConfig) -> None:
+    """A zero-weight forward and backward on a dummy group: under FSDP, a rank with fewer micro-batches
+    than another still joins every pass's collectives (its gradients do not change)."""
+    ro = sharding.idle_rollout(cfg.group_size, next(model.parameters()).device)
+    with _autocast(model, cfg.bf16):
+        logp, _ = chunk_logprobs(model, ro, slice(0, cfg.group_size), cfg)
+    (logp.sum() * 0.0).backward()
+
+
 def update(
     model,
     opt: torch.optim.Optimizer,
@@ -250,6 +264,8 @@ def update(
     finite = True
     model.train(_checkpointing(model))  # checkpointing only acts in train mode; otherwise no dropout
     opt.zero_grad(set_to_none=True)
+    sharded = sharding.is_sharded(model)  # FSDP gathers and reduces in every pass: all ranks run as many
+    idle = max(dist.gather(len(chunks))) - len(chunks) if sharded else 0
     for s in chunks:
         with _autocast(model, cfg.bf16):
             logp, ent = chunk_logprobs(model, ro, s, cfg, with_entropy=True)
@@ -272,7 +288,10 @@ def update(
             loss = loss / total_chunks
         if not torch.isfinite(loss):
             finite = False
-            break
+            if not sharded:
+                break
+            loss.backward()  # FSDP: this pass's collectives still run (the step is skipped on every rank)
+            continue
         loss.backward()
         w = float(loss_mask[s].sum().item())  # token weight of this micro-batch's metrics
         sums["loss"] += loss.item()
@@ -280,6 +299,8 @@ def update(
         for k, v in m.items():
             sums[k] += v * w
         sums["_w"] += w
+    for _ in range(idle):
+        _idle_pass(model, cfg)
     model.eval()
     # whole-step numbers: every rank runs these collectives in the same order, whatever happened above
     finite = dist.all_true(finite)
@@ -379,15 +400,27 @@ def _finite_or_none(x: float) -> float | None:
 
 
 class RunLog:
-    """The run directory's append-only logs: metrics.jsonl, rollouts.jsonl and samples.log."""
+    """The run directory's append-only logs: metrics.jsonl, rollouts.jsonl and samples.log, and
+    (``tensorboard``) metrics.jsonl's records as TensorBoard scalars. A context manager: leaving it
+    closes the TensorBoard writer."""
 
-    def __init__(self, out_dir: Path, resume_step: int | None):
+    def __init__(self, out_dir: Path, resume_step: int | None, tensorboard: bool = False):
         self.dir = out_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         for name in ("metrics.jsonl", "rollouts.jsonl"):
             self._truncate(self.dir / name, resume_step)
         if resume_step is None and (self.dir / "samples.log").exists():
             (self.dir / "samples.log").unlink()
+        if resume_step is None:  # a fresh run: an earlier attempt's events go, like its metrics.jsonl
+            shutil.rmtree(self.dir / "tensorboard", ignore_errors=True)
+        self.tb = tblog.TBLog(self.dir, resume_step) if tensorboard else None
+
+    def __enter__(self) -> "RunLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
     @staticmethod
     def _truncate(path: Path, keep_upto: int | None) -> None:
@@ -410,6 +443,8 @@ class RunLog:
     def append(self, name: str, record: dict[str, Any]) -> None:
         with open(self.dir / name, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if name == "metrics.jsonl" and self.tb is not None:
+            self.tb.write(record)
 
     def samples(self, step: int, batch: StepView, n: int) -> None:
         if n <= 0 or not batch.examples:
@@ -458,7 +493,8 @@ def train(
     model is a peft model: then the reference is the same model with its adapters disabled).
     With ``resume``, the run continues from ``out_dir/checkpoints/latest`` exactly.
     With ``dist`` (several processes), each rank generates its share of the groups, gradients are
-    summed over ranks, and only rank 0 writes logs and checkpoints.
+    summed over ranks, and only rank 0 writes logs and checkpoints. A model sharded by
+    ``sharding.shard_model`` (FSDP) trains the same way; its checkpoints hold the full weights.
     """
     out_dir = Path(out_dir)
     ckpt_root = out_dir / "checkpoints"
@@ -472,44 +508,59 @@ def train(
         )
     opt, sched = make_optimizer(model, cfg)
     run = RunState()
+    sharded = sharding.is_sharded(model)  # FSDP launch: the policy is sharded over the ranks
 
     # resume: weights, optimiser, scheduler, RNG and the prompt stream's position
     start_ckpt = checkpoint.latest(ckpt_root) if resume else None
     if start_ckpt is not None:
         state = checkpoint.load(start_ckpt)
-        missing, unexpected = model.load_state_dict(state["weights"], strict=False)
+        if sharded:  # checkpoints hold full tensors: each rank keeps its shards
+            unexpected = sharding.load_full_state(model, state["weights"])
+        else:
+            missing, unexpected = model.load_state_dict(state["weights"], strict=False)
         if unexpected:
             raise RuntimeError(f"checkpoint {start_ckpt} does not fit this model: {unexpected[:3]}")
         opt.load_state_dict(state["optimizer"])
+        if sharded:
+            sharding.shard_optimizer_state(opt)
         sched.load_state_dict(state["scheduler"])
         prompts.load_state_dict(state["prompts"])
         checkpoint.set_rng_state(state["rng"])
         run.step, run.bad_steps = state["step"], state["bad_steps"]
-    log = RunLog(out_dir, run.step if start_ckpt is not None else None) if dist.main else None
+    if cfg.tensorboard:
+        tblog.require()  # on every rank, before the first step: every rank fails alike
+    log = RunLog(out_dir, run.step if start_ckpt is not None else None, cfg.tensorboard) if dist.main else None
 
     def save() -> None:
+        """Rank 0 writes a checkpoint; under FSDP every rank calls it (gathering the full state is a collective)."""
+        weights = sharding.full_state(model) if sharded else model.state_dict()
+        optimizer = sharding.full_optimizer_state(opt) if sharded else opt.state_dict()
+        if not dist.main:
+            return
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         state = {
             "step": run.step,
             "bad_steps": run.bad_steps,
-            "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in trainable},
-            "optimizer": opt.state_dict(),
+            "weights": {k: v.detach().cpu().clone() for k, v in weights.items() if k in trainable},
+            "optimizer": optimizer,
             "scheduler": sched.state_dict(),
             "prompts": prompts.state_dict(),
             "rng": checkpoint.rng_state(),
         }
-        writer = (lambda d: save_model(model, tokenizer, d)) if save_model else None
+        plain = sharding.plain_copy(model, weights) if sharded else model
+        writer = (lambda d: save_model(plain, tokenizer, d)) if save_model else None
         checkpoint.save(ckpt_root, run.step, state, writer, keep=cfg.keep_checkpoints)
 
     dist.broadcast_params(model)  # every rank starts from rank 0's weights
     prog, bar = _progress(cfg.progress and dist.main, cfg.steps, run.step)
-    with prog:
+    with prog, (log or contextlib.nullcontext()):  # the log's TensorBoard writer is closed on any exit
         while run.step < cfg.steps:
             t_step = time.perf_counter()
             timer: Counter = Counter()
 
             # 1. sample prompts, generate G completions each (this rank's share of the groups), score them
-            batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer, dist)
+            with sharding.gathered(model):  # FSDP: full weights while ranks generate for different lengths
+                batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer, dist)
             view = gather_view(batch, dist)  # the whole step's rewards, texts and lengths, on every rank
             record: dict[str, Any] = {"step": run.step + 1, "lr": sched.get_last_lr()[0]}
             metrics: dict[str, Any] = {}
@@ -532,8 +583,9 @@ def train(
                 ref_logp = old_logp = None
                 if cfg.beta > 0 and ro is not None:
                     ref_logp = frozen_logprobs(model if use_adapter_ref else ref_model, ro, cfg, use_adapter_ref)
-                if cfg.mu > 1 and ro is not None:
-                    old_logp = frozen_logprobs(model, ro, cfg)
+                with sharding.gathered(model) if cfg.mu > 1 else contextlib.nullcontext():  # every rank
+                    if cfg.mu > 1 and ro is not None:
+                        old_logp = frozen_logprobs(model, ro, cfg)
                 timer["reference"] += time.perf_counter() - t
 
                 # 4. mu optimiser steps on this batch (gradients summed over ranks)
@@ -582,9 +634,9 @@ def train(
             if run.bad_steps >= cfg.max_bad_steps:
                 raise TrainingDiverged(f"{run.bad_steps} steps in a row had a non-finite loss or gradient (step {run.step})")
 
-            # 6. checkpoint (atomic, rank 0: every rank holds the same weights)
+            # 6. checkpoint (atomic, rank 0: every rank holds the same weights; FSDP: all ranks gather them)
             if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps:
-                if dist.main:
+                if dist.main or sharded:
                     save()
                 dist.barrier()  # nobody runs ahead of (or exits before) a checkpoint
     return run

@@ -1,0 +1,115 @@
+"""The decode loop against `transformers`' `generate`: same greedy tokens, same sampling distribution,
+min_new_tokens, early stop, padding after EOS, and the fallback for caches of another kind."""
+
+import pytest
+import torch
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from grpo_env.engine.decode import decode, preallocated_cache, sample_next
+from grpo_env.engine.tiny import tiny_model, tiny_tokenizer
+
+PROMPTS = ["u:a\na:", "u:a much longer prompt\na:"]
+
+
+def _prompts(tok):
+    enc = tok(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def _hf_greedy(model, ids, mask, G, T, **kw):
+    out = model.generate(input_ids=ids.repeat_interleave(G, 0), attention_mask=mask.repeat_interleave(G, 0),
+                         do_sample=False, max_new_tokens=T, eos_token_id=[1], pad_token_id=0, **kw)
+    return out[:, ids.shape[1]:]
+
+
+def _sharp_model(tok, seed):
+    """A tiny Llama with larger weights than the default init, so every position and mask entry
+    moves the argmax (with the default init greedy decoding barely depends on the context)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, pad_token_id=0, eos_token_id=1, bos_token_id=2, initializer_range=0.2,
+    )).eval()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_greedy_decode_equals_generate_token_for_token(seed):
+    tok = tiny_tokenizer()
+    model = _sharp_model(tok, seed)
+    ids, mask = _prompts(tok)
+    ours = decode(model, ids, mask, 3, max_new_tokens=12, eos=[1], pad_id=0, temperature=0.0)
+    assert torch.equal(ours, _hf_greedy(model, ids, mask, 3, 12))
+
+
+def test_min_new_tokens_forbids_eos_and_rows_pad_after_their_eos():
+    tok = tiny_tokenizer()
+    model = tiny_model(len(tok), seed=1)
+    ids, mask = _prompts(tok)
+    free = decode(model, ids, mask, 1, max_new_tokens=8, eos=[1], pad_id=0, temperature=0.0)
+    eos = [int(free[0, 0])]  # call the first greedy token of row 0 "EOS": row 0 stops at once
+    stopped = decode(model, ids, mask, 1, max_new_tokens=8, eos=eos, pad_id=0, temperature=0.0)
+    assert stopped[0, 0] == eos[0] and (stopped[0, 1:] == 0).all()
+    held = decode(model, ids, mask, 1, max_new_tokens=8, eos=eos, pad_id=0, temperature=0.0, min_new_tokens=4)
+    assert not (held[:, :4] == eos[0]).any()
+    hf = _hf_greedy(model, ids, mask, 1, 8, min_new_tokens=4)
+    hf_eos = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=8, min_new_tokens=4,
+                            eos_token_id=eos, pad_token_id=0)[:, ids.shape[1]:]
+    assert hf.shape[1] == 8 and torch.equal(held, hf_eos)
+
+
+def test_decode_stops_once_every_row_has_ended():
+    tok = tiny_tokenizer()
+    model = tiny_model(len(tok), seed=1)
+    ids, mask = _prompts(tok)
+    first = decode(model, ids, mask, 2, max_new_tokens=8, eos=[1], pad_id=0, temperature=0.0)[:, 0]
+    out = decode(model, ids, mask, 2, max_new_tokens=8, eos=sorted(set(first.tolist())), pad_id=0, temperature=0.0)
+    assert out.shape == (4, 1)  # every row's first token is an EOS: one step, not eight
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.3, 4, 1.0), (1.0, 0, 0.8), (0.9, 6, 0.7)])
+def test_sampler_draws_from_the_distribution_generate_samples_from(temperature, top_k, top_p):
+    torch.manual_seed(0)
+    logits = torch.randn(1, 12) * 2
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p < 1:
+        warpers.append(TopPLogitsWarper(top_p))
+    want = torch.softmax(warpers(None, logits.clone()), -1)[0]  # (V,)
+    n = 40_000
+    draws = sample_next(logits.expand(n, -1).contiguous(), temperature, top_k, top_p)
+    freq = torch.bincount(draws, minlength=12).float() / n
+    assert (freq[want == 0] == 0).all()  # nothing outside top-k / top-p is ever drawn
+    assert torch.allclose(freq, want, atol=0.012), (freq, want)
+
+
+def test_sampler_is_greedy_at_temperature_zero_and_follows_the_seed():
+    logits = torch.randn(5, 30)
+    assert torch.equal(sample_next(logits, 0.0), logits.argmax(-1))
+    torch.manual_seed(4)
+    a = sample_next(logits)
+    torch.manual_seed(4)
+    assert torch.equal(a, sample_next(logits))
+
+
+def test_caches_of_another_kind_fall_back_to_generate():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    cfg = MistralConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, sliding_window=4, pad_token_id=0,
+                        eos_token_id=1, bos_token_id=2)
+    model = MistralForCausalLM(cfg).eval()
+    ids, mask = _prompts(tok)
+    prefill = model.model(input_ids=ids, attention_mask=mask, use_cache=True).past_key_values
+    assert preallocated_cache(prefill, 2, 20) is None  # sliding-window layers: not ours to preallocate
+    out = decode(model, ids, mask, 2, max_new_tokens=6, eos=[1], pad_id=0, temperature=0.0)
+    assert torch.equal(out, _hf_greedy(model, ids, mask, 2, 6))
