@@ -51,3 +51,18 @@ def test_bf16_step_on_cuda(tmp_path):
     assert not rec["skipped"] and math.isfinite(rec["loss"]) and math.isfinite(rec["grad_norm"])
     assert all(p.device.type == "cuda" for p in model.parameters())
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_decode_on_cuda_equals_generate_and_stops_late_only_by_padding():
+    from grpo_env.engine.decode import decode
+
+    tok = tiny_tokenizer()
+    model = tiny_model(len(tok), seed=3).to("cuda")
+    enc = tok(["u:a\na:", "u:a longer prompt\na:"], return_tensors="pt", padding=True, add_special_tokens=False).to("cuda")
+    ours = decode(model, enc["input_ids"], enc["attention_mask"], 2, max_new_tokens=40, eos=[1], pad_id=0,
+                  temperature=0.0)
+    ids, mask = enc["input_ids"].repeat_interleave(2, 0), enc["attention_mask"].repeat_interleave(2, 0)
+    hf = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=40, eos_token_id=[1],
+                        pad_token_id=0)[:, ids.shape[1]:]
+    n = min(ours.shape[1], hf.shape[1])  # ours may run on (padding) up to 15 tokens past the last EOS
+    assert torch.equal(ours[:, :n], hf[:, :n]) and (ours[:, n:] == 0).all() and (hf[:, n:] == 0).all()

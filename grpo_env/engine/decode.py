@@ -134,6 +134,9 @@ def decode(
     eos_t = torch.tensor(eos, device=dev)
     tokens = torch.full((B, T), pad_id, dtype=torch.long, device=dev)  # (B, T)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
+    # "has every row ended?" reads a value back to the host: each token on CPU (free), every 16 tokens
+    # on a GPU (so the GPU is not stalled per token; rows that ended meanwhile just emit padding)
+    check_every = 1 if dev.type == "cpu" else 16
     t = 0
     for t in range(T):
         # 1. next-token distribution from the last hidden state, EOS masked until min_new_tokens
@@ -144,7 +147,7 @@ def decode(
         tok = sample_next(logits, temperature, top_k, top_p).masked_fill_(done, pad_id)  # (B,)
         tokens[:, t] = tok
         done |= torch.isin(tok, eos_t)
-        if t == T - 1 or bool(done.all()):
+        if t == T - 1 or ((t + 1) % check_every == 0 and bool(done.all())):
             break
         # 3. one decoder step for the new token, writing its keys and values in place
         out = base(input_ids=tok[:, None], attention_mask=mask[:, : P + t + 1], position_ids=next_pos + t,
