@@ -170,10 +170,6 @@ def apply_lever(lever: str, cfg_kwargs: dict) -> None:
             return opt, sched
 
         trainer.make_optimizer = default_adamw
-    elif lever == "malloc_default":  # glibc's default: large tensors mmap'd and unmapped, pages re-faulted every step
-        from grpo_env.engine import memory
-
-        memory.reuse_freed_memory = lambda: False
     elif lever == "no_prefix_sharing":  # log-probs run every prompt G times (head still on completions only)
         trainer._checkpointing = lambda model: True
     elif lever == "naive_logprobs":  # full forward, LM head and log-softmax over every position
@@ -470,7 +466,7 @@ def main() -> None:
             runs["trl_fused_adamw"] = spawn(args, "trl", "fused_adamw")
         levers = {}
         if args.levers:
-            for lever in ("hf_generate", "no_shared_prefill", "default_adamw", "malloc_default", "no_prefix_sharing", "naive_logprobs", "whole_batch", "bf16"):
+            for lever in ("hf_generate", "no_shared_prefill", "default_adamw", "no_prefix_sharing", "naive_logprobs", "whole_batch", "bf16"):
                 levers[lever] = summarise(spawn(args, "ours", lever), args.warmup)
         dynamic = {}
         if args.natural_runs:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from grpo_env.engine import checkpoint, memory, sharding, tblog
+from grpo_env.engine import checkpoint, sharding, tblog
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
 from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
@@ -506,7 +506,6 @@ def train(
             f"{out_dir} already holds a run's checkpoints: continue it with --resume, or choose another "
             "directory (--name=... or --train.output_dir=...)"
         )
-    memory.reuse_freed_memory()  # each step's large tensors reuse the last step's pages (no re-faulting)
     opt, sched = make_optimizer(model, cfg)
     run = RunState()
     sharded = sharding.is_sharded(model)  # FSDP launch: the policy is sharded over the ranks
