@@ -172,6 +172,10 @@ def apply_lever(lever: str, cfg_kwargs: dict) -> None:
         trainer.make_optimizer = default_adamw
     elif lever == "no_prefix_sharing":  # log-probs run every prompt G times (head still on completions only)
         trainer._checkpointing = lambda model: True
+    elif lever == "materialised_head":  # the LM head's full (positions x vocabulary) logits, not vocabulary chunks
+        from grpo_env.engine import head
+
+        head.FUSED = False
     elif lever == "naive_logprobs":  # full forward, LM head and log-softmax over every position
         trainer.chunk_logprobs = naive_chunk_logprobs
     elif lever == "whole_batch":  # one forward/backward over all 32 sequences instead of micro-batches of 16
@@ -466,7 +470,8 @@ def main() -> None:
             runs["trl_fused_adamw"] = spawn(args, "trl", "fused_adamw")
         levers = {}
         if args.levers:
-            for lever in ("hf_generate", "no_shared_prefill", "default_adamw", "no_prefix_sharing", "naive_logprobs", "whole_batch", "bf16"):
+            for lever in ("hf_generate", "no_shared_prefill", "default_adamw", "materialised_head", "no_prefix_sharing",
+                          "naive_logprobs", "whole_batch", "bf16"):
                 levers[lever] = summarise(spawn(args, "ours", lever), args.warmup)
         dynamic = {}
         if args.natural_runs:

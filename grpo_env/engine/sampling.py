@@ -1,5 +1,6 @@
 """Rollouts: render prompts, sample G completions per prompt (:mod:`grpo_env.engine.decode`), and
-compute per-token log-probs of completion tokens (the LM head only on completion positions)."""
+compute per-token log-probs of completion tokens (the LM head only on completion positions,
+through :mod:`grpo_env.engine.head`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from grpo_env.engine.decode import _hidden_and_head, cache_kwarg, decode, output_cache
+from grpo_env.engine.head import head_logprobs
 from grpo_env.types import Example
 
 
@@ -133,22 +135,7 @@ def token_logprobs(
     hidden = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]  # (B, L, H)
     h = hidden[:, prompt_len - 1 : -1]  # (B, T, H) the positions that predict completion tokens
-    return _head_logprobs(head, h, input_ids[:, prompt_len:], temperature, with_entropy)
-
-
-def _head_logprobs(head, h, targets, temperature, with_entropy):
-    """(B, T, H) hidden states -> log-probs (B, T) of ``targets`` and optionally entropy (B, T)."""
-    logits = head(h).float()  # (B, T, V)
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    lse = torch.logsumexp(logits, -1)  # (B, T)
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # (B, T)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            p = torch.softmax(logits.detach(), -1)
-            entropy = lse.detach() - (p * logits.detach()).sum(-1)  # (B, T)
-    return logp, entropy
+    return head_logprobs(head, h, input_ids[:, prompt_len:], temperature, with_entropy)
 
 
 def group_logprobs(
@@ -180,4 +167,4 @@ def group_logprobs(
     out_c = base(input_ids=completion_ids, attention_mask=full_mask, position_ids=pos_c, use_cache=True,
                  **{cache_kwarg(base): cache})
     h = torch.cat([last, out_c.last_hidden_state[:, :-1]], 1)  # (N*G, T, H) positions predicting completion tokens
-    return _head_logprobs(head, h, completion_ids, temperature, with_entropy)
+    return head_logprobs(head, h, completion_ids, temperature, with_entropy)
