@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from grpo_env.engine import checkpoint, sharding, tblog
+from grpo_env.engine import checkpoint, sharding, tblog, zero
 from grpo_env.engine.config import ModelConfig
 from grpo_env.engine.distributed import DistributedError, init_from_env
 from grpo_env.engine.model import ModelError, load_model, load_tokenizer, resolve_device, save_model
@@ -85,6 +85,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         _setup_torch(recipe.model, recipe.seed)
         dist = init_from_env(resolve_device(recipe.model.device))  # several processes under accelerate launch / torchrun
         fsdp = sharding.requested() if dist.active else None  # accelerate launch --use_fsdp (or an FSDP config)
+        ds = zero.requested() if dist.active else None  # accelerate launch --use_deepspeed (or a DEEPSPEED config)
         tok = load_tokenizer(recipe.model)
         model = load_model(recipe.model)
         ref = None
@@ -97,6 +98,10 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
                 sharding.sync_from_rank0(ref)
             print(f"fsdp: rank {dist.rank} of {dist.world} holds {sharding.local_numel(model)} of {full} policy "
                   "parameter elements", file=sys.stderr)
+        if ds is not None:  # ZeRO 1/2: the engine starts in train(), which owns the optimiser
+            zero.prepare(model, ds, recipe.train)
+            if ref is not None:  # the reference stays whole on every rank, outside DeepSpeed
+                sharding.sync_from_rank0(ref)
     except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError, DistributedError,
             tblog.TensorBoardMissing) as e:
         return _fail(str(e))

@@ -1,5 +1,6 @@
 """Data-parallel and FSDP training over 2 CPU processes (gloo): identical weights on every rank, and
-the same update as one process on the same data."""
+the same update as one process on the same data. The real CLI also runs here under a DeepSpeed
+(ZeRO-1) accelerate config; tests/test_deepspeed.py covers DeepSpeed itself."""
 
 import importlib.util
 import json
@@ -58,9 +59,13 @@ class FixedPrompts:
         self.pos = s["pos"]
 
 
-def one_update(dist: Dist, fsdp: sharding.FsdpSettings | None = None, **overrides) -> dict[str, torch.Tensor]:
+def one_update(dist: Dist, fsdp: sharding.FsdpSettings | None = None, zero_settings=None, skip_first: bool = False,
+               metrics: dict | None = None, **overrides) -> dict[str, torch.Tensor]:
     """One SGD step on a fixed batch (every rank generates the same one from the same seed), with this
-    rank's share of the groups; returns the new weights (whole, also when ``fsdp`` shards the model)."""
+    rank's share of the groups; returns the new weights (whole, also when ``fsdp`` shards the model).
+    With ``zero_settings`` (``zero.ZeroSettings``) DeepSpeed's engine takes the step. With ``skip_first``
+    an update whose loss is non-finite on the last rank only comes first: it must leave no trace on any
+    rank. ``metrics`` receives the step's metrics."""
     tok = tiny_tokenizer()
     model, ref = tiny_model(len(tok), seed=0), tiny_model(len(tok), seed=0)
     cfg = TrainConfig(**{**CFG, **overrides})
@@ -77,8 +82,21 @@ def one_update(dist: Dist, fsdp: sharding.FsdpSettings | None = None, **override
         sharding.shard_model(model, fsdp)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
-    _, ok = update(model, opt, sched, part, adv[rows], part.completion_mask.float(), ref_logp, None, cfg, dist)
-    assert ok
+    if zero_settings is not None:
+        from grpo_env.engine import zero
+
+        zero.initialize(zero.prepare(model, zero_settings, cfg), opt, sched, cfg)
+    mask = part.completion_mask.float()
+    if skip_first:  # skipped on every rank: no weight change, no schedule step, no gradient left behind
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        bad = adv[rows] * (float("nan") if dist.rank == dist.world - 1 else 1.0)
+        _, ok = update(model, opt, sched, part, bad, mask, ref_logp, None, cfg, dist)
+        assert not ok and sched.last_epoch == 0
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    m, ok = update(model, opt, sched, part, adv[rows], mask, ref_logp, None, cfg, dist)
+    assert ok and sched.last_epoch == 1
+    if metrics is not None:
+        metrics.update(m)
     if fsdp is not None:
         return sharding.full_state(model)
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -159,12 +177,30 @@ fsdp_config:
   fsdp_state_dict_type: FULL_STATE_DICT
 """
 
+DEEPSPEED_CONFIG = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+num_machines: 1
+num_processes: 2
+mixed_precision: 'no'
+deepspeed_config:
+  deepspeed_config_file: ds.json
+  zero3_init_flag: false
+"""
+DS_JSON = {  # ZeRO stage 1; the clip equals the recipe's; train_batch_size is bookkeeping (a note)
+    "zero_optimization": {"stage": 1, "reduce_bucket_size": 5e7, "offload_optimizer": {"device": "none"}},
+    "gradient_clipping": 1.0, "train_batch_size": 16, "train_micro_batch_size_per_gpu": "auto",
+    "gradient_accumulation_steps": 1, "bf16": {"enabled": False},
+}
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate is not installed")
-@pytest.mark.parametrize("launch", ["ddp", "fsdp"])
+@pytest.mark.parametrize("launch", ["ddp", "fsdp", pytest.param("deepspeed", marks=pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed"))])
 def test_accelerate_launch_runs_the_cli_unchanged(tmp_path, launch):
-    """The CLI under `accelerate launch`: plain data parallelism, and FSDP from an accelerate config file."""
+    """The CLI under `accelerate launch`: plain data parallelism, FSDP from an accelerate config file, and
+    DeepSpeed ZeRO-1 from an accelerate config file naming a DeepSpeed JSON."""
     from grpo_env.engine.tiny import write_tiny
 
     model = write_tiny(tmp_path / "tiny")
@@ -193,6 +229,10 @@ output_dir = "{tmp_path / 'run'}"
     if launch == "fsdp":
         (tmp_path / "fsdp.yaml").write_text(FSDP_CONFIG)
         how = ["--config_file", str(tmp_path / "fsdp.yaml"), "--main_process_port", str(_free_port())]
+    elif launch == "deepspeed":
+        (tmp_path / "ds.yaml").write_text(DEEPSPEED_CONFIG)
+        (tmp_path / "ds.json").write_text(json.dumps(DS_JSON))
+        how = ["--config_file", str(tmp_path / "ds.yaml"), "--main_process_port", str(_free_port())]
     else:
         how = ["--num_processes", "2", "--num_machines", "1", "--cpu"]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *how,
@@ -202,20 +242,30 @@ output_dir = "{tmp_path / 'run'}"
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("done: 2 steps") == 1  # only rank 0 reports
     assert ("fsdp: rank 0 of 2 holds" in proc.stderr) == (launch == "fsdp")
+    for r in range(2):
+        assert (f"deepspeed: zero stage 1, rank {r} of 2 holds" in proc.stderr) == (launch == "deepspeed")
+    assert ("deepspeed: note: no effect here: train_batch_size" in proc.stderr) == (launch == "deepspeed")
     records = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     assert all(r["sequences"] == 16 for r in records)
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()
 
 
-def test_deepspeed_launches_are_refused_with_a_clear_error(monkeypatch):
+def test_launch_modes_pass_the_launch_check_and_bad_deepspeed_settings_do_not(monkeypatch):
     from grpo_env.engine.distributed import DistributedError, check_launch_mode
 
+    for var in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP", "ACCELERATE_DEEPSPEED_CONFIG_FILE",
+                "ACCELERATE_DEEPSPEED_ZERO_STAGE", "ACCELERATE_MIXED_PRECISION"):
+        monkeypatch.delenv(var, raising=False)
     check_launch_mode()  # a plain launch passes
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     check_launch_mode()  # so does an FSDP one
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    with pytest.raises(DistributedError, match="DeepSpeed launches are not supported: .*use FSDP"):
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    check_launch_mode()  # and a DeepSpeed ZeRO-2 one (tests/test_deepspeed.py runs it)
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")  # parameter partitioning: FSDP's job here
+    with pytest.raises(DistributedError, match="ZeRO stage 3 .*not supported: to shard the parameters use FSDP"):
         init_from_env(torch.device("cpu"))
 
 

@@ -5,7 +5,8 @@ draw the same ones), keeps a contiguous share of the groups, generates and score
 computes the loss with the *global* normalisers (tokens and sequences of the whole step), so the
 gradients summed across ranks are those of a single process on the whole batch. Rewards are
 gathered so advantages and metrics cover the whole batch. Only rank 0 writes logs and checkpoints.
-Under an FSDP launch the policy is sharded (``sharding.py``) and FSDP sums its gradients itself.
+Under an FSDP launch the policy is sharded (``sharding.py``) and FSDP sums its gradients itself;
+under a DeepSpeed launch DeepSpeed's engine partitions the optimiser state (ZeRO 1/2, ``zero.py``).
 
 With one process every method is a no-op, and nothing here touches ``torch.distributed``.
 """
@@ -126,14 +127,12 @@ class DistributedError(RuntimeError):
 
 
 def check_launch_mode() -> None:
-    """Refuse DeepSpeed launches: the engine does not run DeepSpeed's engine, so running them would
-    silently not shard anything. FSDP launches are served by ``sharding.py``."""
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
-        raise DistributedError(
-            "DeepSpeed launches are not supported: to shard the model over the ranks use FSDP "
-            "(`accelerate launch --use_fsdp --fsdp_version 2 ...`, or `accelerate config` with FSDP); "
-            "for plain data parallelism `accelerate launch --num_processes N` (multi-GPU / multi-CPU)"
-        )
+    """Refuse, before joining a process group, a DeepSpeed launch whose settings this engine cannot
+    serve (``zero.requested`` raises, naming the setting and what to use instead). FSDP launches are
+    checked by ``sharding.requested``, DeepSpeed's ZeRO 1/2 run by ``zero.py``."""
+    from grpo_env.engine import zero
+
+    zero.requested()
 
 
 def init_from_env(device: torch.device | None = None) -> Dist:

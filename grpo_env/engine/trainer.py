@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from grpo_env.engine import checkpoint, sharding, tblog
+from grpo_env.engine import checkpoint, sharding, tblog, zero
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
 from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
@@ -229,12 +229,12 @@ METRIC_SUMS = ("loss", "entropy", "kl", "clip_low_frac", "clip_high_frac", "_w")
 
 
 def _idle_pass(model, cfg: TrainConfig) -> None:
-    """A zero-weight forward and backward on a dummy group: under FSDP, a rank with fewer micro-batches
-    than another still joins every pass's collectives (its gradients do not change)."""
+    """A zero-weight forward and backward on a dummy group: under FSDP or DeepSpeed, a rank with fewer
+    micro-batches than another still joins every pass's collectives (its gradients do not change)."""
     ro = sharding.idle_rollout(cfg.group_size, next(model.parameters()).device)
     with _autocast(model, cfg.bf16):
-        logp, _ = chunk_logprobs(model, ro, slice(0, cfg.group_size), cfg)
-    (logp.sum() * 0.0).backward()
+        logp, _ = zero.forward(model, chunk_logprobs, ro, slice(0, cfg.group_size), cfg)
+    zero.backward(model, logp.sum() * 0.0)
 
 
 def update(
@@ -264,11 +264,13 @@ def update(
     finite = True
     model.train(_checkpointing(model))  # checkpointing only acts in train mode; otherwise no dropout
     opt.zero_grad(set_to_none=True)
-    sharded = sharding.is_sharded(model)  # FSDP gathers and reduces in every pass: all ranks run as many
-    idle = max(dist.gather(len(chunks))) - len(chunks) if sharded else 0
+    deepspeed = zero.active(model)  # DeepSpeed's engine runs the passes, sums, clips and steps
+    # FSDP gathers and reduces in every pass, DeepSpeed (ZeRO-2) reduces in backward: all ranks run as many
+    lockstep = sharding.is_sharded(model) or deepspeed
+    idle = max(dist.gather(len(chunks))) - len(chunks) if lockstep else 0
     for s in chunks:
         with _autocast(model, cfg.bf16):
-            logp, ent = chunk_logprobs(model, ro, s, cfg, with_entropy=True)
+            logp, ent = zero.forward(model, chunk_logprobs, ro, s, cfg, with_entropy=True)  # DeepSpeed: via its engine
         loss, m = grpo_loss(
             logp,
             None if old_logp is None else old_logp[s],
@@ -288,11 +290,11 @@ def update(
             loss = loss / total_chunks
         if not torch.isfinite(loss):
             finite = False
-            if not sharded:
+            if not lockstep:
                 break
-            loss.backward()  # FSDP: this pass's collectives still run (the step is skipped on every rank)
+            zero.backward(model, loss)  # FSDP, DeepSpeed: this pass's collectives still run (the step is skipped)
             continue
-        loss.backward()
+        zero.backward(model, loss)  # DeepSpeed: engine.backward
         w = float(loss_mask[s].sum().item())  # token weight of this micro-batch's metrics
         sums["loss"] += loss.item()
         sums["entropy"] += masked_mean(ent, loss_mask[s]) * w
@@ -310,15 +312,20 @@ def update(
         if k != "kl" or ref_logp is not None or (ro is None and cfg.beta > 0):
             metrics[k] = sums[k] / max(sums["_w"], 1.0)
     params = [p for p in model.parameters() if p.requires_grad]
-    if finite:
+    if deepspeed:  # its step sums, clips, steps AdamW and the schedule, or skips a non-finite step
+        grad_norm = zero.step(model)
+    elif finite:
         dist.sum_grads(params)
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if finite else torch.tensor(math.nan)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    else:
+        grad_norm = torch.tensor(math.nan)
     metrics["grad_norm"] = float(grad_norm)
     if not (finite and math.isfinite(metrics["grad_norm"])):
         opt.zero_grad(set_to_none=True)
         return metrics, False
-    opt.step()
-    sched.step()
+    if not deepspeed:
+        opt.step()
+        sched.step()
     opt.zero_grad(set_to_none=True)
     return metrics, True
 
@@ -494,7 +501,8 @@ def train(
     With ``resume``, the run continues from ``out_dir/checkpoints/latest`` exactly.
     With ``dist`` (several processes), each rank generates its share of the groups, gradients are
     summed over ranks, and only rank 0 writes logs and checkpoints. A model sharded by
-    ``sharding.shard_model`` (FSDP) trains the same way; its checkpoints hold the full weights.
+    ``sharding.shard_model`` (FSDP), or marked by ``zero.prepare`` (DeepSpeed ZeRO 1/2, whose engine
+    starts here), trains the same way; its checkpoints hold the full weights and optimiser state.
     """
     out_dir = Path(out_dir)
     ckpt_root = out_dir / "checkpoints"
@@ -507,8 +515,10 @@ def train(
             "directory (--name=... or --train.output_dir=...)"
         )
     opt, sched = make_optimizer(model, cfg)
+    zero.initialize(model, opt, sched, cfg)  # DeepSpeed launch (zero.prepare): its engine takes over both
     run = RunState()
     sharded = sharding.is_sharded(model)  # FSDP launch: the policy is sharded over the ranks
+    deepspeed = zero.active(model)  # DeepSpeed launch: AdamW's state is partitioned over the ranks
 
     # resume: weights, optimiser, scheduler, RNG and the prompt stream's position
     start_ckpt = checkpoint.latest(ckpt_root) if resume else None
@@ -520,7 +530,10 @@ def train(
             missing, unexpected = model.load_state_dict(state["weights"], strict=False)
         if unexpected:
             raise RuntimeError(f"checkpoint {start_ckpt} does not fit this model: {unexpected[:3]}")
-        opt.load_state_dict(state["optimizer"])
+        if deepspeed:  # the fp32 master and AdamW partitions take their parts of the full state
+            zero.load_full_state(model, state["optimizer"])
+        else:
+            opt.load_state_dict(state["optimizer"])
         if sharded:
             sharding.shard_optimizer_state(opt)
         sched.load_state_dict(state["scheduler"])
@@ -532,9 +545,13 @@ def train(
     log = RunLog(out_dir, run.step if start_ckpt is not None else None, cfg.tensorboard) if dist.main else None
 
     def save() -> None:
-        """Rank 0 writes a checkpoint; under FSDP every rank calls it (gathering the full state is a collective)."""
-        weights = sharding.full_state(model) if sharded else model.state_dict()
-        optimizer = sharding.full_optimizer_state(opt) if sharded else opt.state_dict()
+        """Rank 0 writes a checkpoint; under FSDP and DeepSpeed every rank calls it (gathering the full
+        state is a collective)."""
+        weights = sharding.full_state(model) if sharded else model.state_dict()  # (DeepSpeed: whole on every rank)
+        if deepspeed:  # gathered from the ranks' partitions
+            optimizer = zero.full_optimizer_state(model)
+        else:
+            optimizer = sharding.full_optimizer_state(opt) if sharded else opt.state_dict()
         if not dist.main:
             return
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -634,9 +651,9 @@ def train(
             if run.bad_steps >= cfg.max_bad_steps:
                 raise TrainingDiverged(f"{run.bad_steps} steps in a row had a non-finite loss or gradient (step {run.step})")
 
-            # 6. checkpoint (atomic, rank 0: every rank holds the same weights; FSDP: all ranks gather them)
+            # 6. checkpoint (atomic, rank 0: every rank holds the same weights; FSDP, DeepSpeed: all ranks gather them)
             if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps:
-                if dist.main or sharded:
+                if dist.main or sharded or deepspeed:
                     save()
                 dist.barrier()  # nobody runs ahead of (or exits before) a checkpoint
     return run
