@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from grpo_env.engine import cpu_matmul
+
 CHUNK = 4096  # vocabulary rows per chunk: 1024 positions x 4096 x 4 B = 16 MB of logits at a time
 
 
@@ -33,10 +35,10 @@ def _chunk_logits(buf: torch.Tensor, h: torch.Tensor, w: torch.Tensor, b: torch.
     """(n, H) x (c, H) -> fp32 logits (n, c) of one vocabulary chunk divided by the temperature,
     written into ``buf`` (one fp32 buffer reused for every chunk: no allocation per chunk)."""
     z = buf.view(-1)[: h.shape[0] * w.shape[0]].view(h.shape[0], w.shape[0])
-    if h.dtype == torch.float32:
+    if h.dtype == torch.float32 and not cpu_matmul.routes(h, w):
         torch.mm(h, w.T, out=z)
-    else:  # autocast's dtype: the matmul in it, the softmax arithmetic in fp32
-        z.copy_(h @ w.T)
+    else:  # oneDNN on the CPU (cpu_matmul), or autocast's dtype: the softmax arithmetic in fp32
+        z.copy_(cpu_matmul.mm_nt(h, w))
     if b is not None:
         z += b.float()
     return z.mul_(scale) if scale != 1.0 else z
@@ -97,15 +99,10 @@ class _HeadLogprobs(torch.autograd.Function):
                 w = wc[v0 : v0 + chunk]
                 z = _chunk_logits(buf, hc, w, None if bias is None else bias[v0 : v0 + chunk], scale)
                 gz = z.sub_(lse[:, None]).exp_().mul_(-gs[:, None])  # (n, c) in place: -softmax * dL/dz_y
-                if cdt == torch.float32:
-                    gh.addmm_(gz, w)
-                    if gw is not None:
-                        torch.mm(gz.T, hc, out=gw[v0 : v0 + chunk])
-                else:
-                    gzc = gz.to(cdt)
-                    gh += (gzc @ w).float()
-                    if gw is not None:
-                        gw[v0 : v0 + chunk] = gzc.T @ hc
+                gzc = gz.to(cdt)  # the products in the compute dtype (fp32: oneDNN on the CPU)
+                gh += cpu_matmul.mm_nt(gzc, w.t()).float()  # (n, c) @ (c, H)
+                if gw is not None:
+                    gw[v0 : v0 + chunk] = cpu_matmul.mm_nt(gzc.t(), hc.t())  # (c, n) @ (n, H)
                 if gb is not None:
                     gb[v0 : v0 + chunk] = gz.sum(0)
             # the targets' own term: + dL/dz_y on the chosen token

@@ -4,10 +4,12 @@ through :mod:`grpo_env.engine.head`)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
+from grpo_env.engine.cpu_matmul import onednn_linear
 from grpo_env.engine.decode import _hidden_and_head, cache_kwarg, decode, output_cache
 from grpo_env.engine.head import head_logprobs
 from grpo_env.types import Example
@@ -39,6 +41,20 @@ class Rollout:
             [self.texts[i] for i in rows.tolist()],
             self.prompt_len,
         )
+
+
+def gradient_checkpointing(model) -> bool:
+    """True when gradient checkpointing is on (transformers sets the flag on the layer stacks)."""
+    return any(m.__dict__.get("gradient_checkpointing") is True for m in model.modules())
+
+
+def _products(model):
+    """fp32 products on the CPU through oneDNN (:mod:`cpu_matmul`), except in a forward that gradient
+    checkpointing recomputes in backward: that runs on autograd's thread, outside this block, and
+    must save the same tensors as the original forward."""
+    if torch.is_grad_enabled() and gradient_checkpointing(model):
+        return contextlib.nullcontext()
+    return onednn_linear()
 
 
 def render_prompt(example: Example, tokenizer, chat_template: bool = True, system_prompt: str | None = None) -> str:
@@ -102,11 +118,12 @@ def generate(
     eos = eos_ids(tokenizer, model)
     was_training = model.training
     model.eval()
-    completions = decode(
-        model, prompt_ids, prompt_mask, group_size if share_prefix else 1, max_new_tokens=max_new_tokens,
-        eos=eos, pad_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, top_k=top_k,
-        min_new_tokens=min_new_tokens,
-    )  # (B, T')
+    with _products(model):
+        completions = decode(
+            model, prompt_ids, prompt_mask, group_size if share_prefix else 1, max_new_tokens=max_new_tokens,
+            eos=eos, pad_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, top_k=top_k,
+            min_new_tokens=min_new_tokens,
+        )  # (B, T')
     model.train(was_training)
     if share_prefix:
         prompt_ids, prompt_mask = prompt_ids.repeat_interleave(group_size, 0), prompt_mask.repeat_interleave(group_size, 0)
@@ -132,7 +149,8 @@ def token_logprobs(
     """
     base, head = _hidden_and_head(model)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
-    hidden = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    with _products(model):
+        hidden = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]  # (B, L, H)
     h = hidden[:, prompt_len - 1 : -1]  # (B, T, H) the positions that predict completion tokens
     return head_logprobs(head, h, input_ids[:, prompt_len:], temperature, with_entropy)
@@ -158,13 +176,14 @@ def group_logprobs(
     base, head = _hidden_and_head(model)
     G = group_size
     pos_p = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (N, P)
-    out = base(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos_p, use_cache=True)
-    cache = output_cache(out)
-    cache.batch_repeat_interleave(G)  # (N*G, heads, P, d) per layer
-    last = out.last_hidden_state[:, -1:].repeat_interleave(G, 0)  # (N*G, 1, H) predicts completion token 0
-    full_mask = torch.cat([prompt_mask.repeat_interleave(G, 0), completion_mask], 1)  # (N*G, P + T)
-    pos_c = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1] :]  # (N*G, T)
-    out_c = base(input_ids=completion_ids, attention_mask=full_mask, position_ids=pos_c, use_cache=True,
-                 **{cache_kwarg(base): cache})
+    with _products(model):
+        out = base(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos_p, use_cache=True)
+        cache = output_cache(out)
+        cache.batch_repeat_interleave(G)  # (N*G, heads, P, d) per layer
+        last = out.last_hidden_state[:, -1:].repeat_interleave(G, 0)  # (N*G, 1, H) predicts completion token 0
+        full_mask = torch.cat([prompt_mask.repeat_interleave(G, 0), completion_mask], 1)  # (N*G, P + T)
+        pos_c = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1] :]  # (N*G, T)
+        out_c = base(input_ids=completion_ids, attention_mask=full_mask, position_ids=pos_c, use_cache=True,
+                     **{cache_kwarg(base): cache})
     h = torch.cat([last, out_c.last_hidden_state[:, :-1]], 1)  # (N*G, T, H) positions predicting completion tokens
     return head_logprobs(head, h, completion_ids, temperature, with_entropy)
