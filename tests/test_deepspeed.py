@@ -6,13 +6,11 @@ is a case of test_distributed.py::test_accelerate_launch_runs_the_cli_unchanged.
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
-from test_distributed import CFG, UNEVEN, FixedPrompts, _free_port, one_update, score_fn
+from test_distributed import CFG, UNEVEN, FixedPrompts, _free_port, accelerate_launch, one_update, score_fn
 
 from grpo_env.engine import checkpoint, zero
 from grpo_env.engine.config import TrainConfig
@@ -220,11 +218,8 @@ def test_deepspeed_launch_partitions_adamw_and_matches_one_process(tmp_path):
     train(tiny_model(len(tok), seed=0), tok, FixedPrompts(), score_fn, TrainConfig(steps=1, **cfg), tmp_path / "plain",
           ref_model=tiny_model(len(tok), seed=0), save_model=save_model)
 
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_deepspeed", "--zero_stage", "2",
-           "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
-           "--mixed_precision", "no", "--dynamo_backend", "no", __file__, str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = accelerate_launch(["--use_deepspeed", "--zero_stage", "2", "--num_processes", "2", "--main_process_port",
+                              str(_free_port())], [__file__, str(tmp_path)], tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stderr[-5000:]
     for r in range(2):
         assert f"deepspeed: zero stage 2, rank {r} of 2 holds the optimizer state of" in proc.stderr

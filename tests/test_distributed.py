@@ -33,6 +33,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def accelerate_launch(how: list[str], target: list[str], cwd, timeout: int = 180) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``target`` (a script and its arguments, or ``-m module ...``) with the launch
+    flags ``how``, on one machine, no mixed precision, no dynamo; this interpreter's import path."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *how, "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", *target]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
 def vowel_share(text: str) -> float:
     return sum(c in "aeiou" for c in text) / max(len(text), 1)
 
@@ -118,6 +127,15 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
         torch.save(model.state_dict(), f"{out}/train_{rank}.pt")
         with open(f"{out}/history_{rank}.json", "w") as f:
             json.dump(run.history, f)
+        # exact resume: 3 steps straight, against 2 steps then a resume to 3 (each rank its own sampling stream)
+        for name, parts in (("straight", (3,)), ("resumed", (2, 3))):
+            for i, steps in enumerate(parts):
+                model = tiny_model(len(tok), seed=i)  # (seeds torch) the resume's weights come from the checkpoint
+                torch.manual_seed(7 if i == 0 else 999)  # one seed on every rank, as a launcher gives; a resume
+                train(model, tok, FixedPrompts(), score_fn,  # must restore each rank's own stream instead
+                      TrainConfig(steps=steps, **dict(CFG, save_every=1)), f"{out}/{name}", ref_model=ref, dist=dist,
+                      resume=i > 0)
+            torch.save(model.state_dict(), f"{out}/{name}_{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
 
@@ -154,6 +172,22 @@ def test_two_processes_hold_identical_weights_and_match_one_process(tmp_path):
     assert [json.loads(ln)["step"] for ln in lines] == [1, 2]
     rollouts = [json.loads(ln) for ln in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
     assert [len(r["completions"]) for r in rollouts] == [N * G, N * G]
+
+    # a resumed 2-process run is the uninterrupted one: every rank's completions and the final weights
+    def rollouts_of(name):
+        return [json.loads(ln) for ln in (tmp_path / name / "rollouts.jsonl").read_text().splitlines()]
+
+    straight, resumed = rollouts_of("straight"), rollouts_of("resumed")
+    assert [r["step"] for r in resumed] == [1, 2, 3]
+    assert straight[2]["completions"] == resumed[2]["completions"]  # rank 1's half too
+    # the ranks sampled from different streams although every process was given the same seed: the
+    # tiny model barely reads its prompt, so shared streams would give (nearly) the same completions
+    halves = [straight[s]["completions"][i * N * G // 2 : (i + 1) * N * G // 2] for s in range(3) for i in range(2)]
+    assert sum(a == b for a, b in zip(halves[0::2], halves[1::2])) == 0
+    assert sum(x == y for a, b in zip(halves[0::2], halves[1::2]) for x, y in zip(a, b)) < N * G // 4
+    for r in range(2):
+        a, b = torch.load(tmp_path / f"straight_{r}.pt"), torch.load(tmp_path / f"resumed_{r}.pt")
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_shares_cover_every_group_once():
@@ -234,11 +268,8 @@ output_dir = "{tmp_path / 'run'}"
         (tmp_path / "ds.json").write_text(json.dumps(DS_JSON))
         how = ["--config_file", str(tmp_path / "ds.yaml"), "--main_process_port", str(_free_port())]
     else:
-        how = ["--num_processes", "2", "--num_machines", "1", "--cpu"]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", *how,
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "grpo_env.cli", "train", str(recipe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        how = ["--num_processes", "2", "--cpu"]
+    proc = accelerate_launch(how, ["-m", "grpo_env.cli", "train", str(recipe)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("done: 2 steps") == 1  # only rank 0 reports
     assert ("fsdp: rank 0 of 2 holds" in proc.stderr) == (launch == "fsdp")
@@ -335,11 +366,8 @@ def fsdp_worker(out: str) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate is not installed")
 def test_fsdp_launch_shards_the_policy_and_matches_one_process(tmp_path):
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2",
-           "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
-           "--mixed_precision", "no", "--dynamo_backend", "no", __file__, str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = accelerate_launch(["--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--main_process_port",
+                              str(_free_port())], [__file__, str(tmp_path)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     # sharded: each rank held about half of the parameters, together all of them

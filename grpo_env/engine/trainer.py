@@ -25,6 +25,7 @@ from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
 from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
 from grpo_env.engine.sampling import Rollout, generate, group_logprobs, render_prompt, token_logprobs
+from grpo_env.engine.sampling import gradient_checkpointing as _checkpointing
 from grpo_env.types import Example, Scored
 
 ScoreFn = Callable[[list[Example], list[str]], list[Scored]]
@@ -174,11 +175,6 @@ def make_optimizer(model, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torc
         return 1.0
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def _checkpointing(model) -> bool:
-    """True when gradient checkpointing is on (transformers sets the flag on the layer stacks)."""
-    return any(m.__dict__.get("gradient_checkpointing") is True for m in model.modules())
 
 
 def _chunks(n: int, size: int, group_size: int = 1) -> list[slice]:
@@ -538,20 +534,24 @@ def train(
             sharding.shard_optimizer_state(opt)
         sched.load_state_dict(state["scheduler"])
         prompts.load_state_dict(state["prompts"])
-        checkpoint.set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")  # one per rank (several processes); rank 0's alone in older checkpoints
+        checkpoint.set_rng_state(ranks[dist.rank] if ranks and len(ranks) == dist.world else state["rng"])
         run.step, run.bad_steps = state["step"], state["bad_steps"]
+    elif dist.active:  # a fresh run: each rank its own sampling stream (a launcher's processes share one seed)
+        torch.manual_seed(torch.initial_seed() + dist.rank)
     if cfg.tensorboard:
         tblog.require()  # on every rank, before the first step: every rank fails alike
     log = RunLog(out_dir, run.step if start_ckpt is not None else None, cfg.tensorboard) if dist.main else None
 
     def save() -> None:
-        """Rank 0 writes a checkpoint; under FSDP and DeepSpeed every rank calls it (gathering the full
-        state is a collective)."""
+        """Rank 0 writes a checkpoint; every rank calls it (each rank's RNG state is gathered, and under
+        FSDP and DeepSpeed the full weights and optimiser state too)."""
         weights = sharding.full_state(model) if sharded else model.state_dict()  # (DeepSpeed: whole on every rank)
         if deepspeed:  # gathered from the ranks' partitions
             optimizer = zero.full_optimizer_state(model)
         else:
             optimizer = sharding.full_optimizer_state(opt) if sharded else opt.state_dict()
+        rngs = dist.gather(checkpoint.rng_state())  # every rank's sampling stream, for an exact resume
         if not dist.main:
             return
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -562,7 +562,8 @@ def train(
             "optimizer": optimizer,
             "scheduler": sched.state_dict(),
             "prompts": prompts.state_dict(),
-            "rng": checkpoint.rng_state(),
+            "rng": rngs[0],
+            **({"rng_ranks": rngs} if dist.active else {}),
         }
         plain = sharding.plain_copy(model, weights) if sharded else model
         writer = (lambda d: save_model(plain, tokenizer, d)) if save_model else None
@@ -651,10 +652,9 @@ def train(
             if run.bad_steps >= cfg.max_bad_steps:
                 raise TrainingDiverged(f"{run.bad_steps} steps in a row had a non-finite loss or gradient (step {run.step})")
 
-            # 6. checkpoint (atomic, rank 0: every rank holds the same weights; FSDP, DeepSpeed: all ranks gather them)
+            # 6. checkpoint (atomic, written by rank 0; every rank adds its RNG state, FSDP and DeepSpeed their shards)
             if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps:
-                if dist.main or sharded or deepspeed:
-                    save()
+                save()
                 dist.barrier()  # nobody runs ahead of (or exits before) a checkpoint
     return run
 
