@@ -1,7 +1,9 @@
 """Rollouts and log-probs on a tiny model: masks, EOS, agreement with `generate`, prefix sharing."""
 
+import pytest
 import torch
 
+from grpo_env.engine import cpu_matmul, head
 from grpo_env.engine.sampling import (
     completion_masks,
     generate,
@@ -80,6 +82,33 @@ def test_prefix_shared_logprobs_equal_the_plain_path_values_and_gradients():
     assert torch.allclose(ent_a * m, ent_b * m, atol=1e-4)
     for n, p in model.named_parameters():
         assert torch.allclose(grads_a[n], p.grad, atol=1e-5, rtol=1e-4), n
+
+
+@pytest.mark.parametrize("path", ["token", "group"])
+@pytest.mark.parametrize("module, switch", [(head, "FUSED"), (cpu_matmul, "ENABLED")])
+def test_speed_levers_leave_logprobs_and_gradients_unchanged(monkeypatch, path, module, switch):
+    """The chunked head (head.FUSED) and oneDNN's products (cpu_matmul.ENABLED): the same log-probs,
+    entropy and gradients through a real (tiny, tied-head) Llama as with the lever off."""
+    model, tok, ro = _rollout(seed=4, G=3)
+    P, G = ro.prompt_len, 3
+
+    def run():
+        model.zero_grad()
+        if path == "token":
+            logp, ent = token_logprobs(model, ro.input_ids, ro.attention_mask, P, 0.8, True)
+        else:
+            logp, ent = group_logprobs(model, ro.input_ids[::G, :P], ro.attention_mask[::G, :P], ro.completion_ids,
+                                       ro.completion_mask, G, 0.8, True)
+        (logp * ro.completion_mask).sum().backward()
+        return logp.detach(), ent, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    on = run()
+    monkeypatch.setattr(module, switch, False)
+    off = run()
+    torch.testing.assert_close(on[0], off[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(on[1], off[1], rtol=1e-5, atol=1e-5)
+    for n in off[2]:
+        torch.testing.assert_close(on[2][n], off[2][n], rtol=1e-4, atol=1e-6)
 
 
 def test_merge_rollouts_repads_both_sides():

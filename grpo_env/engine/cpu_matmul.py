@@ -3,7 +3,7 @@
 torch's CPU builds run fp32 ``linear`` / ``mm`` through MKL. On AMD processors MKL takes a slower
 code path: on the Zen 5 development machine a (1024 x 576) @ (576 x 1536) product runs at about
 220 GFLOP/s through MKL and about 480 through oneDNN (also shipped inside torch), in full fp32
-precision (relative error ~1e-7 against float64 for both). A training step is mostly such
+precision (relative error against float64: 3.9e-7 through oneDNN, 2.5e-7 through MKL). A training step is mostly such
 products, in the forward and in both halves of the backward, so routing them through oneDNN
 changes the arithmetic only by summation order (the same fp32 operations, regrouped).
 

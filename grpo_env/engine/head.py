@@ -44,6 +44,15 @@ def _chunk_logits(buf: torch.Tensor, h: torch.Tensor, w: torch.Tensor, b: torch.
     return z.mul_(scale) if scale != 1.0 else z
 
 
+def _logit_chunks(hc: torch.Tensor, wc: torch.Tensor, bias: torch.Tensor | None, scale: float, chunk: int):
+    """Each vocabulary chunk's (slice, weight rows (c, H), fp32 logits (n, c)); the logits share one
+    buffer, so each is valid (and may be changed in place) until the next one is drawn."""
+    buf = torch.empty(hc.shape[0] * min(chunk, wc.shape[0]), device=hc.device)
+    for v0 in range(0, wc.shape[0], chunk):
+        rows = slice(v0, v0 + chunk)
+        yield rows, wc[rows], _chunk_logits(buf, hc, wc[rows], None if bias is None else bias[rows], scale)
+
+
 class _HeadLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, targets, scale: float, with_entropy: bool, chunk: int):
@@ -52,13 +61,11 @@ class _HeadLogprobs(torch.autograd.Function):
         n, V = h.shape[0], weight.shape[0]
         with torch.autocast(h.device.type, enabled=False):
             hc, wc = h.to(cdt), weight.to(cdt)
-            buf = torch.empty(n * min(chunk, V), device=h.device)
-            ebuf = torch.empty_like(buf) if with_entropy else None
+            ebuf = torch.empty(n * min(chunk, V), device=h.device) if with_entropy else None
             m = torch.full((n,), float("-inf"), device=h.device)  # running max
             s = torch.zeros(n, device=h.device)  # running sum of exp(z - m)
             s1 = torch.zeros(n, device=h.device) if with_entropy else None  # running sum of exp(z - m) * z
-            for v0 in range(0, V, chunk):
-                z = _chunk_logits(buf, hc, wc[v0 : v0 + chunk], None if bias is None else bias[v0 : v0 + chunk], scale)
+            for _, _, z in _logit_chunks(hc, wc, bias, scale, chunk):
                 m_new = torch.maximum(m, z.amax(-1))
                 rescale = torch.exp(m - m_new)  # earlier chunks' sums, re-based on the new max
                 m = m_new
@@ -87,24 +94,20 @@ class _HeadLogprobs(torch.autograd.Function):
     def backward(ctx, g, _g_entropy):
         h, weight, bias, targets, lse = ctx.saved_tensors
         scale, cdt, chunk = ctx.scale, ctx.cdt, ctx.chunk
-        n, V = h.shape[0], weight.shape[0]
         gs = g.float() * scale  # (n,) dL/dz_y
         with torch.autocast(h.device.type, enabled=False):
             hc, wc = h.to(cdt), weight.to(cdt)
-            buf = torch.empty(n * min(chunk, V), device=h.device)
             gh = torch.zeros(h.shape, dtype=torch.float32, device=h.device)
             gw = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device) if ctx.needs_input_grad[1] else None
             gb = torch.empty_like(bias) if bias is not None and ctx.needs_input_grad[2] else None
-            for v0 in range(0, V, chunk):
-                w = wc[v0 : v0 + chunk]
-                z = _chunk_logits(buf, hc, w, None if bias is None else bias[v0 : v0 + chunk], scale)
+            for rows, w, z in _logit_chunks(hc, wc, bias, scale, chunk):
                 gz = z.sub_(lse[:, None]).exp_().mul_(-gs[:, None])  # (n, c) in place: -softmax * dL/dz_y
                 gzc = gz.to(cdt)  # the products in the compute dtype (fp32: oneDNN on the CPU)
                 gh += cpu_matmul.mm_nt(gzc, w.t()).float()  # (n, c) @ (c, H)
                 if gw is not None:
-                    gw[v0 : v0 + chunk] = cpu_matmul.mm_nt(gzc.t(), hc.t())  # (c, n) @ (n, H)
+                    gw[rows] = cpu_matmul.mm_nt(gzc.t(), hc.t())  # (c, n) @ (n, H)
                 if gb is not None:
-                    gb[v0 : v0 + chunk] = gz.sum(0)
+                    gb[rows] = gz.sum(0)
             # the targets' own term: + dL/dz_y on the chosen token
             gh += gs[:, None] * wc[targets].float()
             if gw is not None:

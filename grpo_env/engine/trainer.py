@@ -549,8 +549,10 @@ def train(
         weights = sharding.full_state(model) if sharded else model.state_dict()  # (DeepSpeed: whole on every rank)
         if deepspeed:  # gathered from the ranks' partitions
             optimizer = zero.full_optimizer_state(model)
+        elif sharded:
+            optimizer = sharding.full_optimizer_state(opt)
         else:
-            optimizer = sharding.full_optimizer_state(opt) if sharded else opt.state_dict()
+            optimizer = opt.state_dict()
         rngs = dist.gather(checkpoint.rng_state())  # every rank's sampling stream, for an exact resume
         if not dist.main:
             return
