@@ -11,6 +11,7 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -291,7 +292,11 @@ def test_output_flood_is_cut(box):
 
 
 def test_result_flood_is_cut(box):
-    hostile(box, "def f():\n    return 'z' * (64 << 20)\n", status=Status.OUTPUT_LIMIT)
+    out = judge_function("def f():\n    return 'z' * (64 << 20)\n", "f", [FunctionTest([], 1)], sandbox=box,
+                         limits=replace(LIMITS, memory_mb=2048))  # room to build it: the cap must cut it
+    assert out.status is Status.OUTPUT_LIMIT, out
+    assert_clean(box)
+    hostile(box, "def f():\n    return 'z' * (64 << 20)\n", status=Status.MEMORY_LIMIT)  # 512 MiB over 4 processes
 
 
 @needs_ns
@@ -387,8 +392,10 @@ def test_deep_recursion(box):
     # recursion through a C function grows the C stack until the stack rlimit: SIGSEGV
     code = ("import functools, sys\nsys.setrecursionlimit(10**8)\n"
             "def f(n=0):\n    return functools.reduce(lambda a, b: f(n + 1), [1, 2])\n")
-    out = hostile(box, code, status=Status.RUNTIME_ERROR)
-    assert "SIGSEGV" in out.details["detail"]
+    hostile(box, code, status=Status.RUNTIME_ERROR)  # 128 MiB of address space: Python runs out first
+    out = judge_function(code, "f", [FunctionTest([], 1)], sandbox=box, limits=replace(LIMITS, memory_mb=2048))
+    assert out.status is Status.RUNTIME_ERROR and "SIGSEGV" in out.details["detail"], out
+    assert_clean(box)
 
 
 def test_syntax_error(box):

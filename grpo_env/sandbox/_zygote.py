@@ -5,10 +5,11 @@ imports what submissions usually need, optionally enters its own user + mount na
 minimal filesystem view (the interpreter and system libraries; no project files, no data sets),
 then serves runs one at a time over a Unix socket. Per run::
 
-    zygote ── clone(CLONE_NEWPID) ─> C (pid 1 of a fresh pid namespace, own process group:
-                                        forks D, reaps, exits with D's status; when it exits the
-                                        kernel kills everything left in the namespace)
-                                        └─ fork ─> D (drops privileges, applies rlimits, runs the code)
+    zygote ── clone(CLONE_NEWPID|CLONE_NEWIPC) ─> C (pid 1 of fresh pid and IPC namespaces, own
+                   process group: mounts the run's /tmp, closes every inherited descriptor, becomes
+                   non-dumpable, installs the system-call filter, forks D, reaps, exits with D's
+                   status; when it exits the kernel kills everything left in the namespace)
+                   └─ fork ─> D (applies rlimits, runs the code)
 
 In the fallback mode (no namespaces) the zygote forks D directly and, being a child subreaper,
 kills every descendant it finds in /proc until none is left.
@@ -16,7 +17,9 @@ kills every descendant it finds in /proc until none is left.
 The next run's tree is forked ahead and handed to the supervisor as a process group plus a socket
 on which its D waits; the supervisor sends the request (JSON plus the run's four pipe ends) straight
 to D. When the tree's top process ends, the zygote sweeps strays and reports its wait status
-together with the next idle tree. Nothing here ever sees expected outputs: only code and arguments.
+together with the next idle tree. Nothing here ever sees expected outputs: only code and arguments,
+except in a *tester* run, which holds a data set's test code and calls the candidate's entry point
+in another run (a ``serve`` run, in another template process) over a socket: plain data only.
 """
 
 import ctypes
@@ -43,10 +46,11 @@ import gc
 gc.freeze()  # forked runs must not copy every preloaded page when their collector walks the heap
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
-MS_RDONLY, MS_NOSUID, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 32, 4096, 16384, 1 << 18
+CLONE_NEWIPC = 0x08000000
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
-MS_NODEV = 4
+SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE = 442, -100, 0x8000  # mount_setattr(2): 442 on x86_64 and aarch64
 TMP_MB = 64  # size of a run's /tmp in the namespaces mode (set from the config at start)
 
 # Exit codes D uses to say what happened (labels only: a pass is never read from an exit code).
@@ -72,22 +76,24 @@ def unshare(flags):
 SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
 
 
-def fork_into_new_pid_namespace():
-    """fork(), with the child as pid 1 of a new pid namespace (clone(CLONE_NEWPID)), so the
-    caller's own namespace for later children stays as it is; wrapped in the interpreter's
-    before/after-fork hooks exactly like os.fork()."""
+def fork_into_new_namespaces():
+    """fork(), with the child as pid 1 of new pid and IPC namespaces (clone(CLONE_NEWPID |
+    CLONE_NEWIPC)), so the caller's own namespaces for later children stay as they are; wrapped
+    in the interpreter's before/after-fork hooks exactly like os.fork(). A run's SysV objects and
+    POSIX message queues live in its IPC namespace and die with it."""
     if SYS_CLONE is None:
         raise OSError(f"clone(CLONE_NEWPID) is not wired up for {os.uname().machine}")
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
-    pid = libc.syscall(ctypes.c_long(SYS_CLONE), ctypes.c_ulong(CLONE_NEWPID | signal.SIGCHLD), None, None, None, None)
+    flags = CLONE_NEWPID | CLONE_NEWIPC | signal.SIGCHLD
+    pid = libc.syscall(ctypes.c_long(SYS_CLONE), ctypes.c_ulong(flags), None, None, None, None)
     err = ctypes.get_errno()
     if pid == 0:
         api.PyOS_AfterFork_Child()
         return 0
     api.PyOS_AfterFork_Parent()
     if pid < 0:
-        raise OSError(err, f"clone(CLONE_NEWPID): {os.strerror(err)}")
+        raise OSError(err, f"clone(CLONE_NEWPID|CLONE_NEWIPC): {os.strerror(err)}")
     return pid
 
 
@@ -184,33 +190,100 @@ def open_paths(expose):
     return found
 
 
-def build_root(fds):
-    """Make a read-only tmpfs holding only the exposed paths (bind mounts) and an empty ``/tmp``
-    (each run mounts its own there) the root. It is built on this namespace's private mount over
-    /tmp, so nothing is created on the host."""
+class _MountAttr(ctypes.Structure):  # struct mount_attr
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+# statvfs flags a remount must keep (the kernel locks them on mounts a user namespace inherited)
+_KEEP = ((os.ST_NOEXEC, MS_NOEXEC), (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
+NO_MOUNT_SETATTR = False  # set from the config: take the remount path even where mount_setattr exists
+
+
+def set_readonly(path, dev=False):
+    """Make the mount at ``path`` read-only, nosuid and (unless it holds device nodes) nodev:
+    with mount_setattr(2) the whole tree of mounts below it too (Linux >= 5.12); on older kernels
+    a remount of that one mount, keeping its locked flags."""
+    flags = MS_RDONLY | MS_NOSUID | (0 if dev else MS_NODEV)  # MOUNT_ATTR_* have the MS_* values here
+    if not NO_MOUNT_SETATTR:
+        attr = _MountAttr(flags, 0, 0, 0)
+        ret = libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(),
+                           ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+        if ret == 0:
+            return "mount_setattr"
+        err = ctypes.get_errno()
+        if err != 38:  # ENOSYS
+            raise OSError(err, f"mount_setattr {path}: {os.strerror(err)}")
+    keep = os.statvfs(path).f_flag
+    extra = 0
+    for st, ms in _KEEP:
+        if keep & st:
+            extra |= ms
+    mount(None, path, None, MS_REMOUNT | MS_BIND | flags | extra)
+    return "remount"
+
+
+def _mountpoint(path, directory):
+    """An empty directory or file to mount on (a bind mount's target has its source's type)."""
+    if directory:
+        os.makedirs(path, mode=0o755)
+    else:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        open(path, "w").close()
+
+
+def build_root(fds, masks, under_tmp):
+    """Make a read-only tmpfs holding only the exposed paths (bind mounts, each made read-only,
+    nosuid and nodev) and an empty ``/tmp`` (each run mounts its own there) the root. Package
+    directories (``masks``) are covered with empty read-only tmpfs mounts. Exposed paths under
+    /tmp (an interpreter installed there) also get a staging directory ``/.stage/N`` from which
+    each run binds them back into its own /tmp. It is built on this namespace's private mount
+    over /tmp, so nothing is created on the host. Returns how binds were made read-only."""
     root = "/tmp"
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    mount("tmpfs", root, "tmpfs", MS_NOSUID, "size=1m,mode=0755")
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    how = ""
     for path, fd in fds.items():
         inside = root + path
         os.makedirs(os.path.dirname(inside), exist_ok=True)
         if isinstance(fd, str):  # a symlink (/bin -> usr/bin): recreate it
             os.symlink(fd, inside)
             continue
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            os.makedirs(inside, exist_ok=True)
-        else:
-            open(inside, "w").close()
+        if not os.path.exists(inside):
+            _mountpoint(inside, directory=os.path.isdir(f"/proc/self/fd/{fd}"))
         mount(f"/proc/self/fd/{fd}", inside, None, MS_BIND | MS_REC)
         os.close(fd)
+    for path in masks:
+        if os.path.isdir(root + path):
+            mount("tmpfs", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+    for path, fd in fds.items():  # after the masks, so a recursive change covers them too
+        if not isinstance(fd, str):
+            how = set_readonly(root + path, dev=path.startswith("/dev/"))
     os.makedirs(root + "/tmp", exist_ok=True)
+    for i, path in enumerate(under_tmp):
+        _mountpoint(f"{root}/.stage/{i}", directory=os.path.isdir(root + path))
     os.chdir(root)
     os.mkdir(".old")
     _check(libc.pivot_root(b".", b".old"), "pivot_root")
     os.chdir("/")
     _check(libc.umount2(b"/.old", MNT_DETACH), "umount old root")
     os.rmdir("/.old")
-    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)  # no run can leave files for the next
+    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)  # no run can leave files for the next
+    return how
+
+
+def mount_run_tmp(under_tmp):
+    """The run's /tmp: a fresh, size-limited, noexec tmpfs in the run's own mount namespace (its
+    working directory, gone with the run's last process), with exposed paths under /tmp bound
+    back into it read-only."""
+    for i, path in enumerate(under_tmp):
+        mount(path, f"/.stage/{i}", None, MS_BIND | MS_REC)
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={TMP_MB}m,mode=0700")
+    for i, path in enumerate(under_tmp):
+        _mountpoint(path, directory=os.path.isdir(f"/.stage/{i}"))
+        mount(f"/.stage/{i}", path, None, MS_BIND | MS_REC)
+        set_readonly(path)
+        _check(libc.umount2(f"/.stage/{i}".encode(), MNT_DETACH), "umount stage")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,15 +313,17 @@ def drop_to(uid, parent):
 def setup_child(req, fds, cfg, parent):
     """D once its request is here, before any submitted code: descriptors, privileges, limits,
     environment."""
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]  # move clear of 0..3 first
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]  # move clear of 0..4 first
     for target, fd in enumerate(high):
         os.dup2(fd, target, inheritable=target < 3)
-    os.closerange(4, 1 << 16)  # the link, the received originals, the copies
-    os.set_inheritable(3, False)  # programs the code starts never get the result channel
+    os.closerange(len(high), 1 << 16)  # the link, the received originals, the copies
+    # fds 3 (results) and 4 (a tester's channel) stay non-inheritable: programs the code starts
+    # never get them
     if cfg.get("drop_uid") is not None:
         drop_to(cfg["drop_uid"], parent)
     if not cfg["ns"]:
         prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_SET_DUMPABLE, 0)  # no peer of the same uid may trace it or read its memory
     lim = req["limits"]
     import resource
 
@@ -258,12 +333,13 @@ def setup_child(req, fds, cfg, parent):
     cap(resource.RLIMIT_CORE, 0)
     cpu = max(1, int(lim["cpu"] + 0.999))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    cap(resource.RLIMIT_AS, lim["memory_mb"] << 20)
+    cap(resource.RLIMIT_AS, lim["as_mb"] << 20)  # the run's memory over its process count
     cap(resource.RLIMIT_STACK, lim["stack_mb"] << 20)
     cap(resource.RLIMIT_FSIZE, lim["file_mb"] << 20)
     cap(resource.RLIMIT_NOFILE, lim["open_files"])
-    if lim.get("processes"):
-        cap(resource.RLIMIT_NPROC, lim["processes"])
+    cap(resource.RLIMIT_MSGQUEUE, 0)
+    if lim.get("nproc"):
+        cap(resource.RLIMIT_NPROC, lim["nproc"])
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # a too-big file kills: the supervisor sees it
     env = req["env"]
     if set(os.environ) != set(env):  # the zygote starts with the allow-list: usually no change
@@ -355,30 +431,119 @@ def run_function(req, codec, records):
     report_each(records, req["calls"], lambda i, call: {"v": codec.encode(fn(*codec.decode(call)))})
 
 
-def run_asserts(req, codec, records):
-    """Run assert-style test statements one by one (the flagged fallback for tests not converted
-    to data): the entry point is wrapped so each result is a plain-data copy, which defeats
-    objects with a rigged ``__eq__``."""
-    env, fn = load_entry_point(req)  # as in the original harnesses, the tests see the module's helpers
+class NotApplicable(BaseException):
+    """The test code hands the candidate something that is not plain data (a callable, an
+    instance of its own class): the suite cannot run across processes. A BaseException, so the
+    test code's own ``except Exception`` cannot swallow it."""
+
+
+class Channel:
+    """JSON lines over the socket between a tester and the candidate's run (fd 4)."""
+
+    def __init__(self, fd, cap):
+        self.fd, self.cap, self.buf, self.closed = fd, cap, b"", False
+
+    def send(self, obj):
+        data = (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def recv(self):
+        """The next message, or None at the end (EOF, or a message over the size cap)."""
+        while b"\n" not in self.buf:
+            if self.closed or len(self.buf) > self.cap:
+                self.closed = True
+                return None
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                self.closed = True
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+
+def run_serve(req, codec, records):
+    """The candidate's side of a tested run: load the code, then answer calls from the tester
+    (arguments in, the result or the exception's name and message out, as plain data) until it
+    hangs up. Nothing of the tests is ever here."""
+    _, fn = load_entry_point(req)
+    chan = Channel(4, req["limits"]["max_result"])
+    while (call := chan.recv()) is not None:
+        args, kwargs = codec.decode(call)
+        try:
+            reply = {"v": codec.encode(fn(*args, **kwargs))}
+        except MemoryError:
+            flush_exit(EXIT_MEMORY)
+        except BaseException as e:  # SystemExit included: it fails this call, nothing else
+            reply = {"e": describe(e), "t": type(e).__name__}
+        chan.send(reply)
+    flush_exit(0)
+
+
+def run_tester(req, codec, records):
+    """The trusted side of a tested run: the prompt's own definitions (its helpers, never the
+    candidate's), the data set's set-up code, then each test step, with ``candidate`` and the
+    entry point's name bound to a proxy that calls the candidate's run over fd 4. One record per
+    step; ``{"na": ...}`` when a step hands the candidate something that is not plain data."""
+    import builtins
+
+    chan = Channel(4, req["limits"]["max_result"])
+    state = {}
+
+    class CandidateError(Exception):
+        pass
 
     def candidate(*args, **kwargs):
-        return codec.decode(codec.encode(fn(*args, **kwargs)))
+        try:
+            call = codec.encode([list(args), dict(kwargs)])
+        except codec.NotPlainData as e:
+            state["na"] = f"the tests pass the candidate a value that is not plain data ({e})"
+            raise NotApplicable(state["na"]) from None
+        if chan.closed:
+            raise CandidateError("the candidate's process has ended")
+        state["calls"] = state.get("calls", 0) + 1
+        chan.send(call)
+        reply = chan.recv()
+        if reply is None:
+            raise CandidateError("the candidate's process ended during the call")
+        if "e" in reply:
+            kind = getattr(builtins, str(reply.get("t")), None)
+            kind = kind if isinstance(kind, type) and issubclass(kind, Exception) else CandidateError
+            raise kind(str(reply["e"])[:500])
+        return codec.decode(reply.get("v"))
 
-    env["candidate"] = env[req["entry_point"]] = candidate
+    env = {"__name__": "__main__", "__builtins__": builtins}
     try:
+        exec(compile(req["prelude"], "prompt.py", "exec"), env)
+        env["candidate"] = env[req["entry_point"]] = candidate
         exec(compile(req["setup"], "test_setup.py", "exec"), env)
     except MemoryError:
         flush_exit(EXIT_MEMORY)
     except BaseException as e:
-        print(f"test setup failed: {describe(e)}", file=sys.stderr)
-        flush_exit(EXIT_MODULE)
+        if "na" in state:
+            records.write({"na": state["na"]})
+            flush_exit(0)
+        if not state.get("calls"):  # the data set's own code failed: not the candidate's doing
+            print(f"the tests' set-up failed: {describe(e)}", file=sys.stderr)
+            flush_exit(EXIT_SETUP)
+        for i in range(len(req["steps"])):  # the set-up called the candidate, and that failed
+            records.write({"i": i, "e": f"the tests' set-up failed: {describe(e)}"})
+        flush_exit(0)
     env["candidate"] = env[req["entry_point"]] = candidate  # MBPP asserts call it by name
-
-    def step(i, src):
-        exec(compile(src, f"test_{i}.py", "exec"), env)
-        return {"ok": True}
-
-    report_each(records, req["steps"], step)
+    for i, src in enumerate(req["steps"]):
+        try:
+            exec(compile(src, f"test_{i}.py", "exec"), env)
+            rec = {"i": i, "ok": True}
+        except MemoryError:
+            flush_exit(EXIT_MEMORY)
+        except BaseException as e:
+            rec = {"i": i, "e": describe(e)}
+        if "na" in state:
+            records.write({"na": state["na"]})
+            flush_exit(0)
+        records.write(rec)
+    flush_exit(0)
 
 
 def run_program(req, codec, records):
@@ -402,7 +567,7 @@ def run_program(req, codec, records):
     flush_exit(0)
 
 
-RUNNERS = {"function": run_function, "asserts": run_asserts, "program": run_program}
+RUNNERS = {"function": run_function, "serve": run_serve, "tester": run_tester, "program": run_program}
 
 
 def encode_status(status):
@@ -440,18 +605,26 @@ def run_child(link, cfg, codec, parent=None):
             os.write(2, f"sandbox setup failed: {describe(e)}\n".encode())
         finally:
             os._exit(EXIT_SETUP)
-    RUNNERS[req["kind"]](req, codec, records)
+    try:
+        RUNNERS[req["kind"]](req, codec, records)
+    except MemoryError:  # while writing a result, say: nothing may unwind into the template's code
+        flush_exit(EXIT_MEMORY)
+    except BaseException:
+        flush_exit(EXIT_MODULE)
 
 
-def run_init(link):
-    """C, pid 1 of the run's pid namespace: fork D, reap orphans until D is done, exit with D's
-    status; the kernel then kills whatever is left in the namespace."""
-    # A fresh, size-limited tmpfs as /tmp in a mount namespace of the run's own: the working
-    # directory, gone with the run's last process (nothing to clean up, nothing left for the next).
-    unshare(CLONE_NEWNS)
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMP_MB}m,mode=0700")
+def run_init(link, cfg):
+    """C, pid 1 of the run's pid namespace: set the run up, fork D, reap orphans until D is done,
+    exit with D's status; the kernel then kills whatever is left in the namespace."""
+    unshare(CLONE_NEWNS)  # the run's own mount namespace, for its own /tmp
+    mount_run_tmp(cfg["under_tmp"])
+    os.closerange(3, link.fileno())  # nothing of the template process's (its socket, a /proc handle)
+    os.closerange(link.fileno() + 1, 1 << 16)
     drop_capabilities()  # C needs none either: it only forks and waits
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_SET_DUMPABLE, 0)
+    if SECCOMP_PROGRAM:
+        SECCOMP.install(SECCOMP_PROGRAM)  # C and everything below it
     # Python's SIGINT handler would let the code interrupt C (pid 1 only gets signals it handles)
     # and turn its own failure into a "sandbox failure"; with no handler, C cannot be signalled.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -491,10 +664,10 @@ def prefork(sock, cfg, codec):
     """Start the next run's isolated process tree now; it waits on a link for its request, so a
     request only has to be forwarded (forks and namespaces stay off the critical path).
 
-    namespaces mode: zygote -> C (pid 1 of a new pid namespace) -> D; fallback: zygote -> D, the
-    zygote being the child subreaper that sweeps what D leaves behind."""
+    namespaces mode: zygote -> C (pid 1 of new pid and IPC namespaces) -> D; fallback: zygote ->
+    D, the zygote being the child subreaper that sweeps what D leaves behind."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = fork_into_new_pid_namespace() if cfg["ns"] else os.fork()
+    pid = fork_into_new_namespaces() if cfg["ns"] else os.fork()
     if pid == 0:
         try:
             sock.close()
@@ -502,7 +675,7 @@ def prefork(sock, cfg, codec):
             os.setpgid(0, 0)  # the supervisor kills the run by its process group
             die_with_parent(None if cfg["ns"] else cfg["zygote_pid"])
             if cfg["ns"]:
-                run_init(theirs)  # returns in D only
+                run_init(theirs, cfg)  # returns in D only
         except BaseException:
             os._exit(EXIT_SETUP)
         run_child(theirs, cfg, codec, None if cfg["ns"] else cfg["zygote_pid"])
@@ -533,52 +706,71 @@ def hand_over(sock, msg, pid, link):
     link.close()
 
 
-def serve(sock, cfg, codec):
-    """Keep one idle tree handed out ahead; when a run's tree ends, report it with the next one."""
+def serve(sock, cfg, codec, ready):
+    """Keep one idle tree handed out ahead; when a run's tree ends, report it with the next one.
+    The tree after it is forked before a tree is handed over, so while a run's code runs, the
+    namespace's process count is always the template, the idle tree and the run: the process
+    limit the supervisor computes from that is exact."""
     pid, link = prefork(sock, cfg, codec)
-    hand_over(sock, {"ready": True}, pid, link)
+    msg = ready
     while True:
-        nxt, link = prefork(sock, cfg, codec)  # ready while the current tree waits or runs
-        # returns when the supervisor's run (or its close) ends the current tree
-        done = finish(pid, keep=(nxt,), ns=cfg["ns"])
+        nxt, nxt_link = prefork(sock, cfg, codec)  # ready while the current tree waits or runs
         try:
-            hand_over(sock, done, nxt, link)
+            hand_over(sock, msg, pid, link)
         except OSError:  # the supervisor is gone
             return
-        pid = nxt
+        # returns when the supervisor's run (or its close) ends the current tree
+        msg = finish(pid, keep=(nxt,), ns=cfg["ns"])
+        pid, link = nxt, nxt_link
 
 
-def load_codec():
+def load_sibling(name):
+    """A module beside this file, loaded by path (this process has no site-packages)."""
     import importlib.util
 
     here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location("grpo_sandbox_codec", os.path.join(here, "codec.py"))
+    spec = importlib.util.spec_from_file_location(f"grpo_sandbox_{name}", os.path.join(here, f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
+SECCOMP = None  # the seccomp module, and the filter it built (bytes): installed by each run's pid 1
+SECCOMP_PROGRAM = b""
+
+
 def start(cfg):
-    global PROC_FD, TMP_MB
+    global PROC_FD, TMP_MB, SECCOMP, SECCOMP_PROGRAM, NO_MOUNT_SETATTR
     TMP_MB = int(cfg.get("tmp_mb", TMP_MB))
+    NO_MOUNT_SETATTR = bool(cfg.get("no_mount_setattr"))
     os.environ.pop("LD_BIND_NOW", None)  # read by the loader at exec only; runs must not inherit it
-    codec = load_codec()
-    PROC_FD = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    codec = load_sibling("codec")
+    features = {}
+    if not cfg["ns"]:  # the fallback sweeps by /proc; in the namespaces mode nothing holds the host's /proc
+        PROC_FD = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     sock = socket.socket(fileno=cfg["sock"])
     die_with_parent(cfg["parent"])
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     cfg["zygote_pid"] = os.getpid()
     if cfg["ns"]:
+        if cfg.get("seccomp", True):
+            SECCOMP = load_sibling("seccomp")
+            try:
+                SECCOMP_PROGRAM = SECCOMP.build()
+                features["seccomp"] = f"{len(SECCOMP_PROGRAM) // 8} BPF instructions"
+            except OSError as e:
+                features["seccomp"] = f"off: {e}"
+        uid, gid = os.geteuid(), os.getegid()  # before unshare: inside a new user namespace they read 65534
         # One network namespace (no interfaces up: no network at all) and one mount namespace serve
         # every run of this zygote: runs are strictly sequential and each run's processes are all
         # dead (its pid namespace is gone) before the next starts, and runs have no capabilities
-        # to change either. A fresh pid namespace per run is what kills each run's whole tree.
+        # to change either. A fresh pid and IPC namespace per run is what kills each run's whole
+        # tree and everything it made.
         unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET)
         if cfg["map_by_parent"]:  # root outside: the parent maps our uid 0 to an unprivileged uid
             send_msg(sock, {"map": os.getpid()})
             recv_exact(sock, 1)
         else:  # an unprivileged user may map only itself
-            uid, gid = os.geteuid(), os.getegid()
             with open("/proc/self/setgroups", "w") as f:
                 f.write("deny")
             with open("/proc/self/uid_map", "w") as f:
@@ -590,9 +782,10 @@ def start(cfg):
             os.setgroups([])
         os.setresgid(0, 0, 0)  # the namespace's root: the unprivileged ids outside
         os.setresuid(0, 0, 0)
-        build_root(fds)
+        features["read_only"] = build_root(fds, cfg["masks"], cfg["under_tmp"])
     die_with_parent(cfg["parent"])  # a change of credentials clears the parent-death signal
-    serve(sock, cfg, codec)
+    prctl(PR_SET_DUMPABLE, 0)  # (a change of credentials resets it too)
+    serve(sock, cfg, codec, {"ready": True, "features": features})
 
 
 if __name__ == "__main__":

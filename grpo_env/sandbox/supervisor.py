@@ -30,9 +30,12 @@ from grpo_env.sandbox.isolation import Isolation, detect
 
 ZYGOTE = Path(__file__).with_name("_zygote.py")
 EXIT_SYNTAX, EXIT_MEMORY, EXIT_MODULE, EXIT_NO_ENTRY, EXIT_SETUP = 90, 91, 92, 93, 94
-# Paths visible inside the namespaces mode's filesystem view (besides /tmp, the run's directory).
-EXPOSE = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/sbin", "/etc/alternatives", "/etc/ld.so.cache",
-          "/etc/localtime", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"]
+# System paths visible inside the namespaces mode's filesystem view (besides /tmp, the run's
+# directory, and the interpreter's own files): programs and shared libraries, no data.
+SYSTEM = ["/usr/bin", "/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/share/zoneinfo", "/bin", "/lib", "/lib64",
+          "/lib32", "/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime", "/dev/null", "/dev/zero",
+          "/dev/urandom", "/dev/random"]
+BASELINE_PROCESSES = 4  # namespaces mode: the template process, the idle tree's two, the run's pid 1
 
 
 class SandboxError(RuntimeError):
@@ -49,11 +52,11 @@ class Limits:
 
     wall: float = 4.0  # seconds, then the whole process tree is killed
     cpu: float = 4.0  # CPU seconds (RLIMIT_CPU)
-    memory_mb: int = 1024  # address space (RLIMIT_AS)
+    memory_mb: int = 1024  # the run's memory: each of its processes gets memory_mb / processes (RLIMIT_AS)
     stack_mb: int = 64
     file_mb: int = 16  # largest file the code may write (RLIMIT_FSIZE)
     open_files: int = 64
-    processes: int = 32  # RLIMIT_NPROC for the sandbox's own user (fork bombs)
+    processes: int = 4  # processes the run may have at once, its first included (RLIMIT_NPROC)
     max_output: int = 1 << 20  # bytes of stdout, and of stderr, before the run is killed
     max_result: int = 8 << 20  # bytes of result records
 
@@ -71,6 +74,7 @@ class RunResult:
     records: dict[int, dict] = field(default_factory=dict)
     duplicates: set[int] = field(default_factory=set)
     forged: int = 0  # record lines without this run's secret (ignored)
+    not_applicable: str = ""  # a tester run: why its tests cannot run across processes
     started: bool = False  # the child finished its set-up and was about to run the code
     wall: float = 0.0
     cpu: float = 0.0
@@ -83,17 +87,56 @@ def _env_for(workdir: str) -> dict[str, str]:
             "HOME": workdir, "TMPDIR": workdir, "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def _inside(path: str, trees: list[str]) -> bool:
+    return any(path == t or path.startswith(t.rstrip("/") + "/") for t in trees)
+
+
+def filesystem_view() -> tuple[list[str], list[str]]:
+    """(exposed paths, masked directories) of the namespaces mode: the system's programs and
+    libraries, and this interpreter's executable, standard library and shared library; every
+    directory of installed packages inside them (site-packages, dist-packages: data sets ship in
+    packages) is covered by an empty read-only tmpfs."""
+    import glob
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})  # not a venv's
+    libdir, ldlib = sysconfig.get_config_var("LIBDIR") or "", sysconfig.get_config_var("LDLIBRARY") or ""
+    own = {paths["stdlib"], paths["platstdlib"], os.path.realpath(sys.executable), os.path.realpath(sys._base_executable)}
+    if libdir and ldlib and os.path.exists(os.path.join(libdir, ldlib)):
+        own.add(os.path.realpath(os.path.join(libdir, ldlib)))
+    expose = SYSTEM + sorted(p for p in own if not _inside(p, SYSTEM))
+    candidates = set(site.getsitepackages()) | {site.getusersitepackages()} | set(sys.path)
+    for pattern in ("/usr/lib/python3*/*-packages", "/usr/local/lib/python3*/*-packages", "/usr/lib/python3/dist-packages",
+                    os.path.join(paths["stdlib"], "*-packages")):
+        candidates.update(glob.glob(pattern))
+    masks = sorted({os.path.realpath(p) for p in candidates if p.endswith(("site-packages", "dist-packages"))
+                    and os.path.isdir(p)})
+    return expose, [m for m in masks if _inside(m, expose)]
+
+
+def under_tmp(paths: list[str]) -> list[str]:
+    """Exposed paths each run's own /tmp would hide (an interpreter installed under /tmp)."""
+    return [p for p in paths if p.startswith("/tmp/") and os.path.exists(p)]
+
+
 class Sandbox:
     """Runs untrusted Python one submission at a time, each in a fresh isolated process tree.
 
     ``isolation``: ``"auto"`` (namespaces when the machine grants them, else refuse),
     ``"namespaces"``, or ``"subreaper"`` (the fallback; refused unless ``allow_unisolated``).
+    ``seccomp``: install the system-call filter in every run (namespaces mode; see seccomp.py).
     """
 
     def __init__(self, limits: Limits | None = None, *, isolation: str = "auto", allow_unisolated: bool | None = None,
-                 tmp_mb: int = 64):
+                 tmp_mb: int = 64, seccomp: bool = True):
         self.limits = limits or Limits()
         self.tmp_mb = tmp_mb  # namespaces mode: size of each run's private /tmp (its working directory)
+        self.seccomp = seccomp
+        self.features: dict[str, str] = {}  # what the template process reported it set up
+        self._no_mount_setattr = False  # take the older kernels' remount path (tests)
+        self._allow_unisolated = allow_unisolated
+        self._tester: Sandbox | None = None  # runs data sets' test code beside a candidate (run_tested)
         found: Isolation = detect()
         if allow_unisolated is None:
             allow_unisolated = os.environ.get("GRPO_ENV_ALLOW_UNISOLATED", "") not in ("", "0")
@@ -132,9 +175,10 @@ class Sandbox:
             os.chmod(self._base, 0o755)
             os.mkdir(os.path.join(self._base, "work"), 0o755)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        expose = EXPOSE + [sys.base_prefix]  # the interpreter and its stdlib; no site-packages
+        expose, masks = filesystem_view()
         cfg = {"sock": theirs.fileno(), "ns": ns, "parent": os.getpid(), "tmp_mb": self.tmp_mb,
-               "map_by_parent": ns and self._root, "expose": expose,
+               "map_by_parent": ns and self._root, "expose": expose, "masks": masks, "under_tmp": under_tmp(expose),
+               "seccomp": self.seccomp, "no_mount_setattr": self._no_mount_setattr,
                "drop_uid": self._uid if (self._root and not ns) else None}
         self._log = tempfile.TemporaryFile()  # unlinked at once: its errors, and no file left behind
         try:
@@ -152,7 +196,8 @@ class Sandbox:
         while True:
             msg = self._recv_msg(deadline)
             if msg is None:
-                raise SandboxError(f"sandbox template process did not start: {self._log_tail()}")
+                raise SandboxError(f"the sandbox's template process did not start ({self._log_tail()}); "
+                                   "`grpo-env doctor` shows what this machine grants")
             if "map" in msg:  # we are root: map its namespace's root to our unprivileged uid
                 pid = msg["map"]
                 with open(f"/proc/{pid}/uid_map", "w") as f:
@@ -161,6 +206,7 @@ class Sandbox:
                     f.write(f"0 {self._uid} 1")
                 self._sock.sendall(b"k")
             elif msg.get("ready"):
+                self.features = dict(msg.get("features") or {})
                 self._take_slot(msg)
                 return
 
@@ -205,6 +251,9 @@ class Sandbox:
     def close(self) -> None:
         with self._lock:
             self._stop()
+            if self._tester is not None:
+                self._tester.close()
+                self._tester = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -238,19 +287,51 @@ class Sandbox:
 
     # -- one run --------------------------------------------------------------------------------
 
-    def run(self, kind: str, request: dict[str, Any], *, stdin: bytes = b"", limits: Limits | None = None) -> RunResult:
-        """Run one submission. ``kind`` is ``function``, ``asserts`` or ``program``; ``request``
-        holds ``code`` and the kind's fields (``entry_point``, ``calls``, ``setup``, ``steps``)."""
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._start()
-            try:
-                return self._run(kind, request, stdin, limits or self.limits)
-            except (OSError, ValueError, SandboxError) as e:
-                self._stop()  # a broken template process is replaced on the next run
-                return RunResult(status="error", mode=self.mode, detail=f"sandbox failure: {e}")
+    def run(self, kind: str, request: dict[str, Any], *, stdin: bytes = b"", limits: Limits | None = None,
+            channel: socket.socket | None = None) -> RunResult:
+        """Run one submission. ``kind`` is ``function``, ``program``, or one side of a tested run
+        (``serve``, ``tester``: see :meth:`run_tested`); ``request`` holds ``code`` and the kind's
+        fields (``entry_point``, ``calls``). ``channel`` becomes the run's fd 4 (and is closed
+        here). A template process that cannot start is a ``status="error"`` result whose
+        ``detail`` says why."""
+        try:
+            with self._lock:
+                if self._proc is None or self._proc.poll() is not None:
+                    self._start()
+                try:
+                    return self._run(kind, request, stdin, limits or self.limits, channel)
+                except (OSError, ValueError, SandboxError) as e:
+                    self._stop()  # a broken template process is replaced on the next run
+                    return RunResult(status="error", mode=self.mode, detail=f"sandbox failure: {e}")
+        except (OSError, ValueError, SandboxError) as e:
+            self._stop()
+            return RunResult(status="error", mode=self.mode, detail=f"sandbox failure: {e}")
+        finally:
+            if channel is not None:
+                channel.close()
 
-    def _run(self, kind: str, request: dict, stdin: bytes, lim: Limits) -> RunResult:
+    def run_tested(self, request: dict[str, Any], tests: dict[str, Any], *,
+                   limits: Limits | None = None) -> tuple[RunResult, RunResult]:
+        """A data set's test code against a candidate, each in a run of its own: the candidate's
+        code is loaded in a ``serve`` run of this sandbox; ``tests`` (``prelude``: the prompt's
+        own definitions, ``setup``, ``steps``, ``entry_point``) runs in a ``tester`` run of a
+        second template process (another uid, user and pid namespace) and calls the candidate's
+        entry point over a socket, plain data only. Returns (tester's result, candidate's)."""
+        lim = limits or self.limits
+        if self._tester is None:
+            self._tester = Sandbox(self.limits, isolation=self.mode, allow_unisolated=self._allow_unisolated,
+                                   tmp_mb=self.tmp_mb, seccomp=self.seccomp)
+        tester_limits = replace(lim, wall=lim.wall + 2, cpu=lim.cpu + 2, memory_mb=max(lim.memory_mb, 512), processes=2)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        got: dict[str, RunResult] = {}
+        tester = threading.Thread(target=lambda: got.__setitem__("t", self._tester.run(
+            "tester", {**tests, "code": ""}, limits=tester_limits, channel=theirs)), daemon=True)
+        tester.start()
+        candidate = self.run("serve", request, limits=lim, channel=ours)
+        tester.join()
+        return got.get("t") or RunResult(status="error", mode=self.mode, detail="the tester run did not finish"), candidate
+
+    def _run(self, kind: str, request: dict, stdin: bytes, lim: Limits, channel: socket.socket | None) -> RunResult:
         if self._slot is None:
             raise SandboxError("no idle process tree to run in")
         self._runs += 1
@@ -262,13 +343,12 @@ class Sandbox:
             if self._root:
                 os.chown(workdir, self._uid, self._uid)
         secret = secrets.token_hex(16)
-        limits = asdict(lim)
-        if not self._root and self.mode != "namespaces":
-            limits["processes"] = 0  # RLIMIT_NPROC would count every process of our own user
-        req = dict(request, kind=kind, secret=secret, workdir=inside, env=_env_for(inside), limits=limits)
+        req = dict(request, kind=kind, secret=secret, workdir=inside, env=_env_for(inside), limits=self.rlimits(lim))
         payload = json.dumps(req).encode()
         pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(4)]  # stdin, stdout, stderr, results
         child_ends = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1]]
+        if channel is not None:
+            child_ends.append(os.dup(channel.fileno()))  # the run's fd 4
         ours = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0]]
         pid, link = self._slot
         self._slot = None
@@ -289,6 +369,32 @@ class Sandbox:
                     os.close(fd)
             if workdir:
                 _rmtree(workdir)
+
+    def rlimits(self, lim: Limits) -> dict[str, Any]:
+        """The limits as the child applies them. Memory is bounded per run through the process
+        count: at most ``processes`` processes (RLIMIT_NPROC counts every process of the run's
+        uid in its user namespace, so the template process and the idle tree are added), each
+        with ``memory_mb / processes`` of address space, so together they stay within
+        ``memory_mb``. Without namespaces and not root, RLIMIT_NPROC would count all our own
+        processes: no process limit, and each process alone gets ``memory_mb``."""
+        out = asdict(lim)
+        processes = max(1, lim.processes)
+        if self.mode == "namespaces":
+            out["nproc"] = processes + BASELINE_PROCESSES
+        elif self._root:
+            out["nproc"] = processes  # a uid of the sandbox's own, taken only when the run starts
+        else:
+            out["nproc"], processes = 0, 1
+        out["as_mb"] = max(1, lim.memory_mb // processes)
+        return out
+
+    def memory_mode(self) -> str:
+        """How memory and processes are bounded, in words (``grpo-env doctor``)."""
+        r = self.rlimits(self.limits)
+        if r["nproc"]:
+            return (f"per run: at most {self.limits.processes} processes x {r['as_mb']} MiB of address space each "
+                    f"= {self.limits.memory_mb} MiB (RLIMIT_NPROC in the run's user namespace, RLIMIT_AS); no cgroup")
+        return f"per process only: {r['as_mb']} MiB of address space each, no process limit (fallback, not root)"
 
     def _supervise(self, pid: int, fds: list[int], stdin: bytes, lim: Limits, secret: str, n_tests: int) -> RunResult:
         """Feed stdin, read every pipe concurrently, enforce the deadline and the byte caps.
@@ -384,6 +490,9 @@ class Sandbox:
                 continue
             if "i" not in rec and rec.get("s") == 1:
                 result.started = True
+                continue
+            if "i" not in rec and "na" in rec:
+                result.not_applicable = str(rec["na"])[:500]
                 continue
             i = rec.get("i")
             if type(i) is not int or not 0 <= i < n_tests:

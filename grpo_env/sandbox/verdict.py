@@ -9,11 +9,11 @@ never means pass, and a test whose record is missing (or duplicated) fails.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from grpo_env.sandbox import codec
-from grpo_env.sandbox.supervisor import Limits, RunResult, Sandbox, default_sandbox
+from grpo_env.sandbox.supervisor import EXIT_SETUP, Limits, RunResult, Sandbox, default_sandbox
 from grpo_env.types import Outcome, Status
 
 Check = Literal["eq", "truthy", "falsy", "close"]
@@ -140,24 +140,39 @@ def judge_function(code: str, entry_point: str, tests: Sequence[FunctionTest], *
     return _outcome(run, tally, compare, tests_from="data")
 
 
-def judge_asserts(code: str, entry_point: str, setup: str, steps: Sequence[str], *, compare: Compare = Compare(),
-                  sandbox: Sandbox | None = None, limits: Limits | None = None) -> Outcome:
-    """The flagged fallback for assert-style tests that could not be turned into data: each
-    statement runs in the child after ``setup``; its record says whether it raised."""
-    run = _sandbox(sandbox).run("asserts", {"code": code, "entry_point": entry_point, "setup": setup,
-                                            "steps": list(steps), "module_name": "solution"}, limits=limits)
+def judge_asserts(code: str, entry_point: str, setup: str, steps: Sequence[str], *, prelude: str = "",
+                  compare: Compare = Compare(), sandbox: Sandbox | None = None, limits: Limits | None = None) -> Outcome:
+    """Assert-style tests that could not be turned into data: the data set's test code runs in a
+    tester run of its own (``prelude``, the prompt's own definitions, then ``setup``, then each
+    step), calling the candidate's entry point in the candidate's run over a socket, plain data
+    both ways (:meth:`Sandbox.run_tested`). The candidate's code never shares an interpreter with
+    the tests. A suite that hands the candidate anything but plain data is ``not_applicable``."""
+    tests = {"prelude": prelude, "setup": setup, "steps": list(steps), "entry_point": entry_point}
+    tester, run = _sandbox(sandbox).run_tested({"code": code, "entry_point": entry_point, "module_name": "solution"},
+                                               tests, limits=limits)
+    if tester.not_applicable:
+        return Outcome.not_applicable(tester.not_applicable, tests_from="tester")
+    if tester.status == "error" or not tester.started or tester.exit_code == EXIT_SETUP:
+        why = tester.detail or tester.stderr.decode(errors="replace")[-300:] or tester.status
+        return Outcome.error(f"the tests could not run: {why}", tests_from="tester")
     tally = Tally()
     for i in range(len(steps)):
-        rec = None if i in run.duplicates else run.records.get(i)
+        rec = None if i in tester.duplicates else tester.records.get(i)
         if rec is None:
-            ok, why = False, "no result reported" if i not in run.duplicates else "reported twice"
+            ok, why = False, "no result reported" if i not in tester.duplicates else "reported twice"
         elif rec.get("ok") is True:
             ok, why = True, ""
+        elif str(rec.get("e")).startswith("AssertionError"):
+            ok, why = False, "assertion failed"
         else:
             ok, why = False, f"raised {str(rec.get('e'))[:200]}"
         tally.passed.append(ok)
         tally.notes.append(why)
-    return _outcome(run, tally, compare, tests_from="asserts_in_child")
+    # the run-level status is the candidate's (its clock, limits, exit); the tester's own limits
+    # only matter when the candidate's run was clean
+    final = run if run.status != "ok" or tester.status in ("ok", "runtime_error") else tester
+    final = replace(final, records={i: {} for i in tester.records}, stderr=run.stderr)
+    return _outcome(final, tally, compare, tests_from="tester")
 
 
 def output_matches(got: str, expected: str) -> bool:

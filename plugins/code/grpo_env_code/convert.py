@@ -6,7 +6,8 @@ value never enters the sandbox and the comparison happens in the trusted parent.
 ``abs(candidate(...) - x) < tol`` (close) and no-op statements (``assert True``, docstrings, ``pass``,
 literal assignments such as ``METADATA``). When any statement falls outside these shapes (loops,
 helpers, random inputs) the whole test runs as statements in the child instead: the flagged
-fallback, reported as ``tests_from: asserts_in_child``.
+fallback: they run in a tester process of their own that calls the candidate over a socket
+(``tests_from: tester``, see grpo_env.sandbox.verdict.judge_asserts).
 """
 
 from __future__ import annotations
@@ -94,10 +95,14 @@ def convert_assert(node: ast.Assert, names: set[str]) -> dict[str, Any] | None:
 
 
 def _noop(stmt: ast.stmt) -> bool:
+    """A statement that tests nothing: ``pass``, a docstring or bare literal, a bare name
+    (HumanEval/129's ``print``), ``assert <true constant>``. It is never a test step."""
     if isinstance(stmt, ast.Pass):
         return True
-    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-        return True  # a docstring or a bare literal
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, (ast.Constant, ast.Name)):
+        return True
+    if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Constant) and stmt.test.value:
+        return True
     return False
 
 

@@ -56,6 +56,6 @@ def stdio_fixtures() -> list[Fixture]:
                            note="canonical program"))
         out.append(Fixture(example=ex, completion="print('no')\n", expect="zero", note="wrong output"))
     ex = example_from_row(_rows("stdio")[0], FAST)
-    out.append(Fixture(example=ex, completion="```python\nimport sys\nprint(sys.stdin.read(10**9) and 3)\n"
+    out.append(Fixture(example=ex, completion="```python\nimport sys\nprint(sys.stdin.read() and 3)\n"
                        "while True:\n    pass\n```", expect=Status.TIMEOUT, reward="code.tests", note="hangs"))
     return out

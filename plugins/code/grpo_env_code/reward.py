@@ -56,8 +56,8 @@ def code_tests(completion: str, example: Example) -> Outcome:
                               check=t.get("check", "eq"), tol=float(t.get("tol", 0.0))) for t in gold["tests"]]
         out = judge_function(prog.code, gold["entry_point"], tests, compare=compare, sandbox=box, limits=limits)
     elif gold.get("steps"):
-        out = judge_asserts(prog.code, gold["entry_point"], gold.get("setup", ""), gold["steps"], compare=compare,
-                            sandbox=box, limits=limits)
+        out = judge_asserts(prog.code, gold["entry_point"], gold.get("setup", ""), gold["steps"],
+                            prelude=gold.get("prompt_code", ""), compare=compare, sandbox=box, limits=limits)
     else:
         return Outcome.not_applicable("the example has no tests")
     return out.model_copy(update={"details": {**out.details, "extraction": prog.how}})
