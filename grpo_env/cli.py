@@ -126,8 +126,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     out.print(_status_table(f"{task.name}: {src} -> {dst}", counts))
     if counts.get(INVALID):
         err.print(f"{counts[INVALID]} invalid row(s): see their 'error' field in {dst}")
-        return 1
-    return 0
+    if counts.get("error"):  # a reward or the sandbox failed: these rows carry no score
+        err.print(f"{counts['error']} row(s) scored 'error' (the reward or its sandbox failed, not the completion): "
+                  f"see their details in {dst}")
+    return 1 if counts.get(INVALID) or counts.get("error") else 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -158,7 +160,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     out.print(f"grpo-env {__version__} on Python {platform.python_version()}, {platform.platform()}")
     try:
-        from grpo_env.sandbox import isolation_report
+        from grpo_env.sandbox import isolation_report, self_test
     except ImportError as e:  # the sandbox is optional for non-code tasks
         out.print(f"sandbox: unavailable ({e})")
         return 1
@@ -166,9 +168,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for feature, granted, detail in isolation_report():
         table.add_row(feature, "[green]yes[/]" if granted else "[red]no[/]", detail)
     out.print(table)
+    checks = self_test()  # the same start path as scoring: a real template process and run
+    table = _table("a sandbox started as code.tests starts it", "check", "ok", "detail")
+    for check, ok, detail in checks:
+        table.add_row(check, "[green]yes[/]" if ok else "[red]no[/]", detail)
+    out.print(table)
     reg = _registry()
     out.print(f"{len(reg.plugins)} plugins, {len(reg.tasks)} tasks, {len(reg.rewards)} rewards")
-    return 0
+    return 0 if checks[0][1] else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:

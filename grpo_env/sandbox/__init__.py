@@ -5,7 +5,8 @@
   environment and a private working directory; statuses come from the supervisor's own evidence.
 - :func:`judge_function`, :func:`judge_asserts`, :func:`judge_program` turn a run into an
   :class:`~grpo_env.Outcome`, comparing results in the trusted parent.
-- :func:`isolation_report` says which isolation features this machine grants (``grpo-env doctor``).
+- :func:`isolation_report` says which isolation features this machine grants, and :func:`self_test`
+  starts a sandbox the way scoring does (``grpo-env doctor``).
 
 See docs/code.md for the design and the threat model.
 """
@@ -13,7 +14,8 @@ See docs/code.md for the design and the threat model.
 from grpo_env.sandbox import codec
 from grpo_env.sandbox.isolation import Isolation, detect, isolation_report
 from grpo_env.sandbox.supervisor import IsolationRefused, Limits, RunResult, Sandbox, SandboxError, default_sandbox
-from grpo_env.sandbox.verdict import Compare, FunctionTest, judge_asserts, judge_function, judge_program, output_matches
+from grpo_env.sandbox.verdict import (Compare, FunctionTest, judge_asserts, judge_function, judge_program, output_matches,
+                                     self_test)
 
 __all__ = [
     "codec",
@@ -32,4 +34,5 @@ __all__ = [
     "judge_function",
     "judge_program",
     "output_matches",
+    "self_test",
 ]

@@ -515,7 +515,11 @@ def run_tester(req, codec, records):
 
     env = {"__name__": "__main__", "__builtins__": builtins}
     try:
-        exec(compile(req["prelude"], "prompt.py", "exec"), env)
+        try:
+            prelude = compile(req["prelude"], "prompt.py", "exec")
+        except SyntaxError:  # a prompt that ends in a bare signature: give it a body
+            prelude = compile(req["prelude"].rstrip() + "\n    pass\n", "prompt.py", "exec")
+        exec(prelude, env)
         env["candidate"] = env[req["entry_point"]] = candidate
         exec(compile(req["setup"], "test_setup.py", "exec"), env)
     except MemoryError:

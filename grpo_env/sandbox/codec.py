@@ -109,46 +109,76 @@ def loads(text: str) -> object:
     return decode(json.loads(text))
 
 
-def equal(a, b, *, rel_tol: float = 1e-9, abs_tol: float = 0.0, strict_bool: bool = True) -> bool:
-    """Type-strict equality of two decoded values.
+def equal(value, expected, *, rel_tol: float = 1e-9, abs_tol: float = 0.0, strict_bool: bool = True) -> bool:
+    """Whether ``value`` (a decoded result) matches ``expected`` (the decoded gold); the gold's type rules.
 
-    - ``bool`` equals only ``bool`` when ``strict_bool`` (Python says ``True == 1``; a model that
-      returns ``1`` for ``True`` is wrong here);
-    - ``int`` and ``float`` compare by value, floats within ``rel_tol``/``abs_tol``; NaN equals NaN;
-    - ``list`` and ``tuple`` are different types (as in Python); ``set`` and ``frozenset`` compare
-      like Python does (exactly);
-    - ``dict``: same keys, equal values.
+    - a ``float`` expectation accepts an ``int`` or a ``float`` within ``rel_tol``/``abs_tol``
+      (NaN matches NaN); it is the only place a tolerance applies;
+    - an ``int`` expectation accepts only an equal ``int`` (``1000000005.0`` is not ``1000000006``,
+      nor is ``3.0`` ``3``);
+    - ``bool`` and ``int`` are different types when ``strict_bool`` (Python says ``True == 1``; a
+      model that returns ``1`` for ``True`` is wrong here);
+    - ``list`` and ``tuple`` are different types (as in Python); a ``set`` and a ``frozenset`` of
+      the same elements are equal (as in Python), elements compared exactly and type-strictly;
+    - ``dict``: the same keys (exactly and type-strictly: ``{1.0: x}`` is not ``{1: x}``), equal values.
     """
-    ta, tb = type(a), type(b)
-    if ta is bool or tb is bool:
-        if strict_bool:
-            return ta is tb and a == b
-        return (ta in (bool, int, float) and tb in (bool, int, float)) and _num_eq(a, b, rel_tol, abs_tol)
-    if ta in (int, float) and tb in (int, float):
-        return _num_eq(a, b, rel_tol, abs_tol)
-    if ta is not tb:
-        if {ta, tb} <= {set, frozenset}:
-            return a == b
-        return False
-    if ta in (list, tuple):
-        return len(a) == len(b) and all(equal(x, y, rel_tol=rel_tol, abs_tol=abs_tol, strict_bool=strict_bool) for x, y in zip(a, b))
-    if ta is dict:
-        if len(a) != len(b):
+    tv, te = type(value), type(expected)
+    if not strict_bool:  # True may stand for 1, and 1 for True
+        if tv is bool:
+            value, tv = int(value), int
+        if te is bool:
+            expected, te = int(expected), int
+    if te is float:
+        return tv in (int, float) and _close(value, expected, rel_tol, abs_tol)
+    if tv is not te:
+        return {tv, te} <= {set, frozenset} and _same_set(value, expected, strict_bool)
+    if te in (list, tuple):
+        return len(value) == len(expected) and all(
+            equal(v, e, rel_tol=rel_tol, abs_tol=abs_tol, strict_bool=strict_bool) for v, e in zip(value, expected))
+    if te is dict:
+        if len(value) != len(expected):
             return False
-        for k, v in a.items():
-            if k not in b or not equal(v, b[k], rel_tol=rel_tol, abs_tol=abs_tol, strict_bool=strict_bool):
+        got = {_key(k, strict_bool): v for k, v in value.items()}
+        for k, e in expected.items():
+            key = _key(k, strict_bool)
+            if key not in got or not equal(got[key], e, rel_tol=rel_tol, abs_tol=abs_tol, strict_bool=strict_bool):
                 return False
         return True
-    return a == b  # None, str, bytes, sets of plain values: built-in equality only
+    if te in (set, frozenset):
+        return _same_set(value, expected, strict_bool)
+    return value == expected  # None, bool, int, str, bytes of the same type: exact
 
 
-def _num_eq(a, b, rel_tol, abs_tol):
-    if type(a) in (int, bool) and type(b) in (int, bool):
-        return a == b
-    a, b = float(a), float(b)
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    return a == b or math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
+def _close(value, expected: float, rel_tol: float, abs_tol: float) -> bool:
+    """A number against a float expectation, within tolerance; NaN matches only NaN."""
+    try:
+        value = float(value)
+    except OverflowError:  # an int too big for a float is not close to any float
+        return False
+    if math.isnan(value) or math.isnan(expected):
+        return math.isnan(value) and math.isnan(expected)
+    return value == expected or math.isclose(value, expected, rel_tol=rel_tol, abs_tol=abs_tol)
+
+
+def _key(x, strict_bool: bool):
+    """A hashable form of a set element or dict key that equals another only for the same type and
+    value (Python's own ``1 == 1.0 == True`` would let one stand for the other); all NaNs are one."""
+    t = type(x)
+    if t is bool and not strict_bool:
+        return int, int(x)
+    if t is tuple:
+        return tuple, tuple(_key(i, strict_bool) for i in x)
+    if t is frozenset:
+        return frozenset, frozenset(_key(i, strict_bool) for i in x)
+    if t is float and math.isnan(x):
+        return float, "nan"
+    return t, x
+
+
+def _same_set(value, expected, strict_bool: bool) -> bool:
+    if len(value) != len(expected):
+        return False
+    return {_key(i, strict_bool) for i in value} == {_key(i, strict_bool) for i in expected}
 
 
 def truthy(v) -> bool:

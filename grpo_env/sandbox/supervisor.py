@@ -19,6 +19,7 @@ import socket
 import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -32,9 +33,11 @@ ZYGOTE = Path(__file__).with_name("_zygote.py")
 EXIT_SYNTAX, EXIT_MEMORY, EXIT_MODULE, EXIT_NO_ENTRY, EXIT_SETUP = 90, 91, 92, 93, 94
 # System paths visible inside the namespaces mode's filesystem view (besides /tmp, the run's
 # directory, and the interpreter's own files): programs and shared libraries, no data.
-SYSTEM = ["/usr/bin", "/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/share/zoneinfo", "/bin", "/lib", "/lib64",
-          "/lib32", "/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime", "/dev/null", "/dev/zero",
-          "/dev/urandom", "/dev/random"]
+# /usr/lib itself is not: programs bundle whole Python installations there (google-cloud-sdk does).
+_MULTIARCH = f"/usr/lib/{sysconfig.get_config_var('MULTIARCH')}" if sysconfig.get_config_var("MULTIARCH") else ""
+SYSTEM = ["/usr/bin", _MULTIARCH if os.path.isdir(_MULTIARCH) else "/usr/lib", "/usr/lib/locale", "/usr/lib64",
+          "/usr/lib32", "/usr/share/zoneinfo", "/bin", "/lib", "/lib64", "/lib32", "/etc/alternatives",
+          "/etc/ld.so.cache", "/etc/localtime", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"]
 BASELINE_PROCESSES = 4  # namespaces mode: the template process, the idle tree's two, the run's pid 1
 
 
@@ -98,7 +101,6 @@ def filesystem_view() -> tuple[list[str], list[str]]:
     packages) is covered by an empty read-only tmpfs."""
     import glob
     import site
-    import sysconfig
 
     paths = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})  # not a venv's
     libdir, ldlib = sysconfig.get_config_var("LIBDIR") or "", sysconfig.get_config_var("LDLIBRARY") or ""
@@ -107,8 +109,8 @@ def filesystem_view() -> tuple[list[str], list[str]]:
         own.add(os.path.realpath(os.path.join(libdir, ldlib)))
     expose = SYSTEM + sorted(p for p in own if not _inside(p, SYSTEM))
     candidates = set(site.getsitepackages()) | {site.getusersitepackages()} | set(sys.path)
-    for pattern in ("/usr/lib/python3*/*-packages", "/usr/local/lib/python3*/*-packages", "/usr/lib/python3/dist-packages",
-                    os.path.join(paths["stdlib"], "*-packages")):
+    for pattern in ("/usr/lib/python3*/*-packages", "/usr/lib64/python3*/*-packages", "/usr/local/lib/python3*/*-packages",
+                    "/usr/lib/python3/dist-packages", os.path.join(paths["stdlib"], "*-packages")):
         candidates.update(glob.glob(pattern))
     masks = sorted({os.path.realpath(p) for p in candidates if p.endswith(("site-packages", "dist-packages"))
                     and os.path.isdir(p)})

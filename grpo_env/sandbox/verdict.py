@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from grpo_env.sandbox import codec
-from grpo_env.sandbox.supervisor import EXIT_SETUP, Limits, RunResult, Sandbox, default_sandbox
+from grpo_env.sandbox.supervisor import EXIT_SETUP, IsolationRefused, Limits, RunResult, Sandbox, default_sandbox
 from grpo_env.types import Outcome, Status
 
 Check = Literal["eq", "truthy", "falsy", "close"]
@@ -217,3 +217,28 @@ def judge_program(code: str, cases: Sequence[tuple[str, str]], *, compare: Compa
     final = worst or RunResult(status="ok", mode=box.mode, wall=time.monotonic() - start)
     final.records = {i: {} for i in range(len(cases))}  # every case ran or is counted as failed
     return _outcome(final, tally, compare, tests_from="stdio")
+
+
+def self_test() -> list[tuple[str, bool, str]]:
+    """Start a sandbox exactly as ``code.tests`` does and score an honest submission in it:
+    ``(check, passed, detail)`` rows for ``grpo-env doctor``, the first saying whether it started."""
+    try:
+        box = Sandbox()
+    except IsolationRefused as e:
+        return [("sandbox start", False, str(e))]
+    try:
+        out = judge_function("def add(a, b):\n    return a + b\n", "add", [FunctionTest([2, 3], 5)], sandbox=box)
+        started = out.status is Status.CORRECT
+        rows = [("sandbox start", started, f"{box.mode} mode: an honest submission scored {out.score:g}" if started
+                 else f"{out.details.get('reason') or out.details.get('detail') or out.status.value}; runs are "
+                      "scored `error` until this is fixed (or set GRPO_ENV_ALLOW_UNISOLATED=1 to accept the fallback)")]
+        if started and box.mode == "namespaces":
+            seccomp = box.features.get("seccomp", "off")
+            rows += [("seccomp filter", not seccomp.startswith("off"), seccomp),
+                     ("read-only view", bool(box.features.get("read_only")),
+                      f"every bind read-only, nosuid, nodev ({box.features.get('read_only')}); package directories masked"),
+                     ("IPC namespace", True, "a SysV IPC and POSIX message-queue namespace per run")]
+        rows.append(("memory", started, box.memory_mode()))
+        return rows
+    finally:
+        box.close()
