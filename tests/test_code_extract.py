@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
+from grpo_env_code import extract
 from grpo_env_code.convert import convert_humaneval, convert_mbpp
-from grpo_env_code.extract import extract_program, pick_block
+from grpo_env_code.extract import MAX_CODE_CHARS, extract_program, pick_block
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from grpo_env_code.problems import RowError, example_from_row
 
 from grpo_env.sandbox import codec
@@ -112,3 +118,87 @@ def test_codec_is_type_strict():
             return True
     with pytest.raises(codec.NotPlainData):
         codec.encode(Rigged(3))
+
+
+# -- linear-time extraction (security review #10, item 11) ---------------------------------------
+
+
+def _fill(unit: str, size: int) -> str:
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+FLOOD_UNITS = {
+    "unclosed openers": "```\n``",
+    "python openers": "```python\n",
+    "alternating opener and text": "```py\nx\n",
+    "backtick runs": "`" * 61 + "\n",
+    "indented openers": " \t" * 40 + "```python y\n",
+    "long label": "```" + "p" * 5000 + "\n",
+    "empty blocks": "```\n",
+    "python blocks": "```python\npass\n```\n",
+    "no newline": "```",
+    "spaces": " " * 999 + "\n",
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", FLOOD_UNITS)
+def test_fence_floods_extract_in_linear_time(name):
+    """100 KB (the reward's cap) of each flood through extract_program, 1 MB through the fence scan:
+    the regex this replaced took 3 to 90 s on 100 KB of most of these."""
+    unit = FLOOD_UNITS[name]
+    text = _fill(unit, MAX_CODE_CHARS)
+    start = time.monotonic()
+    prog = extract_program(text, prompt=PROMPT, entry_point="add")
+    took = time.monotonic() - start
+    assert took < 1.0, f"{name}: {took:.2f}s"
+    assert prog.how in ("fenced", "fenced_body", "raw", "body", "body_reindented", "empty", "too_many_fences")
+    start = time.monotonic()
+    try:
+        pick_block(_fill(unit, 1_000_000))
+    except extract.TooManyFences:
+        pass
+    took = time.monotonic() - start
+    assert took < 1.0, f"{name} (1 MB): {took:.2f}s"
+
+
+def test_too_many_fences_is_no_code():
+    block = "```python\ndef add(a, b):\n    return a + b\n```\n"
+    assert extract_program(block * extract.MAX_FENCES, prompt=PROMPT, entry_point="add").how == "fenced"
+    prog = extract_program(block * (extract.MAX_FENCES + 1), prompt=PROMPT, entry_point="add")
+    assert prog == extract.Program("", "too_many_fences")
+    with pytest.raises(extract.TooManyFences):
+        pick_block(block * (extract.MAX_FENCES + 1))
+
+
+# The regular expression the line scan replaced: its behaviour on small inputs is the specification.
+OLD_FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.DOTALL | re.MULTILINE)
+FENCE_LINES = ["```", "```python", "```py", "``` Python3 {.x}", "  ```  ", "\t```\t", "````", "````py", "```bash",
+               "```c++", "``` `", "```\r", "x", "", " ", "def add(a, b):", "    return a + b", "`", "``", "a```",
+               "```py\u2028```"]
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from(FENCE_LINES), max_size=12).map("\n".join), st.sampled_from(["", "\n", " ", "`"]))
+def test_fence_scan_matches_the_regex_it_replaced(lines, end):
+    text = lines + end
+    old = [(m.group(1).lower(), m.group(2)) for m in OLD_FENCE.finditer(text)]
+    assert extract.fenced_blocks(text) == old
+
+
+def _old_defines(code: str, name: str) -> bool:
+    n = re.escape(name)
+    return re.search(rf"^(?:async\s+)?def\s+{n}\s*\(|^class\s+{n}\b|^{n}\s*=", code, re.MULTILINE) is not None
+
+
+_PARTS = [["", "", "async ", "async\t", "x"], ["def", "def", "class", "", " def"], ["", " ", "\t", "  "],
+          ["add", "add", "adder", "add_", "add\u00e9", "ad"], ["", " ", "\t"], ["(", "(", "=", "==", ":", "", "\u00e9"]]
+_line = st.tuples(*(st.sampled_from(p) for p in _PARTS)).map("".join)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(st.lists(_line | st.sampled_from(["", "def", "async", "add", " "]), max_size=4).map("\n".join))
+def test_defines_matches_the_regex_it_replaced(code):
+    """Line by line: the regex's whitespace could run across lines, and "def\\nadd(" defines nothing."""
+    assert extract.defines(code, "add") == any(_old_defines(line, "add") for line in code.split("\n"))
+    assert not extract.defines("def\nadd(a, b):", "add") and not extract.defines("add\n= 1", "add")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import importlib.metadata
+import time
+import unicodedata
 
 import pytest
 from grpo_env import Example, Outcome, Status
 from grpo_env.rewards import call_reward
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_verdict_attacks import run_score_cli  # `grpo-env score` in a subprocess, checked for leftovers
 
 import grpo_env_format
 from grpo_env.testing import collect
@@ -390,5 +395,73 @@ def test_demo_fixtures_pass_through_the_scoring_service():
         # the rewards also run in forked workers on a large hostile input
         hostile = "<think>" * 100_000 + "\u200b" * 1_000_000
         outs = service.score([(name, ex(), hostile) for name in REWARDS])
+        blank = "<think>a</think><answer>" + "\u3164\u2800\ufe0f\U000e0020\u034f\uffa0" * 1_000_000 + "</answer>"
+        blank_outs = service.score([(f"format.{name}", ex(), blank) for name in CONTENT_REWARDS])
     assert len(outs) == 6 and all(o.status is not Status.ERROR for o in outs)
     assert outs[list(REWARDS).index("format.tag_count")].score == 0.0
+    assert [(o.score, o.status) for o in blank_outs] == [(0.0, Status.INCORRECT)] * 3, blank_outs
+
+
+# -- invisible content (security review #10, item 17) --------------------------------------------
+
+CONTENT_REWARDS = ("think_answer_strict", "think_answer_soft", "answer_tag")
+# The six characters the review found scoring full marks as the whole think and answer content.
+INVISIBLE = ["\u3164", "\u2800", "\ufe0f", "\U000e0020", "\u034f", "\uffa0"]
+BLANK_CATEGORIES = ["Cc", "Cf", "Mn", "Me", "Zs", "Zl", "Zp"]
+FILLERS = "\u115f\u1160\u3164\uffa0\u2800"  # Hangul fillers and the Braille blank (letters/symbols by category)
+
+
+def test_invisible_answers_earn_no_content_credit_through_the_cli(tmp_path):
+    good = "<think>3 plus 4 is 7.</think>\n<answer>7</answer>"
+    rows = [{"id": "good", "prompt": "What is 3 + 4?", "completion": good}]
+    rows += [{"id": f"U+{ord(c):04X}", "prompt": "What is 3 + 4?",
+              "completion": f"<think>{c}</think><answer>{c}</answer>"} for c in INVISIBLE]
+    rows.append({"id": "answer only", "prompt": "What is 3 + 4?",
+                 "completion": "<think>3 plus 4 is 7.</think><answer>" + "".join(INVISIBLE) + "</answer>"})
+    out, took = run_score_cli("format_demo", rows, tmp_path)
+    assert took < 60, f"took {took:.1f}s"
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    assert out[0]["score"] == 1.75 and out[0]["status"] == "correct"
+    for r in out[1:]:
+        for name in CONTENT_REWARDS:
+            outcome = r["rewards"][f"format.{name}"]
+            assert (outcome["score"], outcome["status"]) == (0.0, "incorrect"), (r["id"], name, outcome)
+        assert r["rewards"]["format.think_answer_strict"]["details"]["reason"].startswith("empty <")
+        assert r["score"] == 0.25, r  # only tag_count (0.25 x 1.0): the four tags are there, once each
+
+
+def test_blank_characters_are_blank():
+    for c in INVISIBLE + list(FILLERS) + ["\x00", "\x01", "\x7f", "\x1f", "\x85", "\u00a0", "\u061c", "\u180e",
+                                          "\u200b", "\u2028", "\u2029", "\u3000", "\ufeff", "\U000e0001", "\U000e01ef"]:
+        assert score("answer_tag", f"<answer>{c * 3}</answer>").details["reason"] == "empty <answer> block", hex(ord(c))
+    # a visible character carrying combining marks, selectors or format characters is content
+    for text in ["7\u0301", "\u200b7", "\ufe0f\u20e37", "\u3164a", "\u2800\u2801"]:
+        assert score("answer_tag", f"<answer>{text}</answer>").score == 1.0, ascii(text)
+
+
+_blank_chars = st.characters(categories=BLANK_CATEGORIES) | st.sampled_from(FILLERS + " \t\n")
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(_blank_chars, max_size=100), st.text(_blank_chars, max_size=100))
+def test_any_blank_string_earns_no_content_credit(think, answer):
+    assert all(unicodedata.category(c) in BLANK_CATEGORIES or c in FILLERS for c in think + answer)
+    both = f"<think>{think}</think><answer>{answer}</answer>"
+    only_answer = f"<think>3 plus 4 is 7.</think><answer>{answer}</answer>"
+    for text in (both, only_answer):
+        for name in CONTENT_REWARDS:
+            out = score(name, text)
+            assert (out.score, out.status) == (0.0, Status.INCORRECT), (name, ascii(text), out.details)
+    # the same blanks around a visible answer do not hide it
+    assert score("think_answer_strict", f"<think>a</think><answer>{answer}7{answer}</answer>").score == 1.0
+
+
+@pytest.mark.timeout(120)
+def test_ten_megabytes_of_blanks():
+    blanks = "\u3164\u200b\u0301\U000e0020 " * (MB10 // 5)
+    start = time.monotonic()
+    assert score("think_answer_strict", f"<think>a</think><answer>{blanks}</answer>").details["reason"] == (
+        "empty <answer> block")
+    assert score("think_answer_soft", f"<think>{blanks}</think><answer>7</answer>").status is Status.INCORRECT
+    assert score("answer_tag", f"<answer>{blanks}7</answer>").score == 1.0  # the visible 7 at the very end counts
+    assert time.monotonic() - start < 20

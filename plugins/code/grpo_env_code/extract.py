@@ -6,6 +6,10 @@
 - A completion without fences: a whole solution when it defines the entry point at column 0,
   else a body continuing the prompt (HumanEval style), re-indented when the model dropped the
   indentation.
+
+Everything here runs in the trusted scoring worker on model text, so it is a single pass over the
+lines with string methods (no regular expression that could backtrack over the completion), and a
+completion with more than ``MAX_FENCES`` opening fences is no answer at all.
 """
 
 from __future__ import annotations
@@ -14,20 +18,62 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.DOTALL | re.MULTILINE)
 PY_LABELS = {"python", "py", "python3", "py3"}
+LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-")
 MAX_CODE_CHARS = 100_000
+MAX_FENCES = 1000  # opening fences a completion may hold; an honest answer has a handful
+
+
+class TooManyFences(ValueError):
+    """The completion opens more than ``MAX_FENCES`` fenced blocks."""
 
 
 @dataclass(frozen=True)
 class Program:
     code: str
-    how: str  # "fenced", "fenced_body", "raw", "body", "body_reindented", "empty", "too_long"
+    how: str  # "fenced", "fenced_body", "raw", "body", "body_reindented", "empty", "too_long", "too_many_fences"
+
+
+def fence_label(line: str) -> str | None:
+    """The lowercased label of a fence line (```, after optional spaces and tabs), or None.
+
+    The label is the run of letters, digits, ``_+-`` after the backticks (and optional spaces);
+    anything after it is ignored: "``` Python3 {.x}" is labeled "python3", "````py" is unlabeled.
+    """
+    rest = line.lstrip(" \t")
+    if not rest.startswith("```"):
+        return None
+    rest = rest[3:].lstrip(" \t")
+    n = 0
+    while n < len(rest) and rest[n] in LABEL_CHARS:
+        n += 1
+    return rest[:n].lower()
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
-    """(label, body) of every complete fenced block, in order."""
-    return [(m.group(1).lower(), m.group(2)) for m in FENCE.finditer(text)]
+    """(label, body) of every complete fenced block, in order, in one pass over the lines.
+
+    A block opens on a fence line that ends with a newline and closes at the next line that is
+    only ``` (spaces and tabs around it allowed); lines in between, fence lines included, are its
+    body. An unclosed block is no block. Raises :class:`TooManyFences` past ``MAX_FENCES`` openers.
+    """
+    blocks: list[tuple[str, str]] = []
+    label: str | None = None  # the open block's label; None outside a block
+    body_start = pos = opened = 0
+    for line in text.split("\n"):
+        end = pos + len(line)  # where this line's newline is (len(text) on the last line)
+        if label is None:
+            label = fence_label(line) if end < len(text) else None
+            if label is not None:
+                opened += 1
+                if opened > MAX_FENCES:
+                    raise TooManyFences(f"more than {MAX_FENCES} fenced blocks")
+                body_start = end + 1
+        elif line.strip(" \t") == "```":
+            blocks.append((label, text[body_start:pos]))
+            label = None
+        pos = end + 1
+    return blocks
 
 
 def pick_block(text: str, which: str = "last") -> str | None:
@@ -42,10 +88,30 @@ def pick_block(text: str, which: str = "last") -> str | None:
     return chosen[-1] if which == "last" else chosen[0]
 
 
+def _after_keyword(line: str, keyword: str) -> str | None:
+    """What follows ``keyword`` and at least one space or tab at the start of ``line``, or None."""
+    rest = line[len(keyword):]
+    if line.startswith(keyword) and rest[:1] in (" ", "\t"):
+        return rest.lstrip(" \t")
+    return None
+
+
 def defines(code: str, name: str) -> bool:
-    """Whether ``code`` defines ``name`` at top level (a def, a class or an assignment)."""
-    return re.search(rf"^(?:async\s+)?def\s+{re.escape(name)}\s*\(|^class\s+{re.escape(name)}\b|^{re.escape(name)}\s*=",
-                     code, re.MULTILINE) is not None
+    """Whether ``code`` defines ``name`` at top level: a line that starts ``def name(``,
+    ``async def name(``, ``class name`` or ``name =`` (spaces and tabs allowed between)."""
+    for line in code.split("\n"):
+        after_async = _after_keyword(line, "async")
+        func = _after_keyword(line if after_async is None else after_async, "def")
+        if func is not None and func.startswith(name) and func[len(name):].lstrip(" \t").startswith("("):
+            return True
+        cls = _after_keyword(line, "class")
+        if cls is not None and cls.startswith(name):
+            nxt = cls[len(name):len(name) + 1]
+            if not (nxt.isalnum() or nxt == "_"):
+                return True
+        if line.startswith(name) and line[len(name):].lstrip(" \t").startswith("="):
+            return True
+    return False
 
 
 def prompt_imports(prompt: str) -> str:
@@ -81,7 +147,10 @@ def extract_program(completion: str, *, prompt: str = "", entry_point: str | Non
     """The program to run for ``completion`` (see the module docstring)."""
     if len(completion) > MAX_CODE_CHARS:
         return Program("", "too_long")
-    block = pick_block(completion, which)
+    try:
+        block = pick_block(completion, which)
+    except TooManyFences:
+        return Program("", "too_many_fences")
     if block is not None:
         if entry_point is None or defines(block, entry_point) or not prompt:
             return Program(prompt_imports(prompt) + block, "fenced")

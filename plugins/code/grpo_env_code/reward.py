@@ -42,7 +42,7 @@ def code_tests(completion: str, example: Example) -> Outcome:
     prog = extract_program(completion, prompt=gold.get("prompt_code", ""), entry_point=gold.get("entry_point"),
                            which=gold.get("block", "last"))
     if not prog.code.strip():
-        return Outcome.unparsable(detail="no code in the completion")
+        return Outcome.unparsable(detail="no code in the completion", extraction=prog.how)
     try:
         box = default_sandbox(allow_unisolated=bool(gold.get("allow_unisolated", False)) or None)
     except IsolationRefused as e:

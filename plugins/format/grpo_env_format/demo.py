@@ -80,6 +80,7 @@ def fixtures() -> list[Fixture]:
         fx("<think>3 plus 4</think><answer>7</answer><answer>7</answer>", Status.INCORRECT, strict, "two answers"),
         fx("<think> </think><answer>7</answer>", Status.INCORRECT, strict, "empty think block"),
         fx("<think>3 plus 4 is 7.</think><answer>\u200b</answer>", "zero", "format.answer_tag", "zero-width answer"),
+        fx("<think>\u3164</think><answer>\u2800\ufe0f</answer>", Status.INCORRECT, strict, "blank: Hangul, Braille"),
         fx("<th\u0456nk>3 plus 4</th\u0456nk><answer>7</answer>", Status.INCORRECT, strict, "Cyrillic i in think"),
         fx("<think>3 plus 4 is 7.<answer>7</answer>", Status.PARTIAL, "format.tag_count", "unterminated think"),
         fx(good + " " * 40, Status.PARTIAL, "format.overlong_penalty", "in the soft zone", tight),
