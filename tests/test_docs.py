@@ -66,3 +66,20 @@ def test_walkthrough_plugin_installs_and_works_verbatim(tmp_path):
     assert [(r["id"], r["status"], r["score"]) for r in rows] == [("a", "correct", 1.0), ("b", "incorrect", 0.0)]
     shown = cli("tasks", "reverse")
     assert shown.returncode == 0 and "Reverse the word" in shown.stdout
+
+
+THREAT_MODELS = ["code.md", "math.md"]
+SHORT = {"S": "tests/test_sandbox.py", "A": "tests/test_sandbox_attacks.py", "C": "tests/test_code_tasks.py"}
+
+
+@pytest.mark.parametrize("doc", THREAT_MODELS)
+def test_threat_models_cite_tests_that_exist(doc):
+    """Each test a threat-model table names (`tests/test_x.py::test_y`, or `S::test_y` with the
+    page's abbreviations) exists, so the table cannot claim a proof that was renamed or removed."""
+    root = DOC.parent.parent
+    text = (DOC.parent / doc).read_text()
+    cited = [(path, name) for path, name in re.findall(r"(tests/test_\w+\.py)::(test_\w+)", text)]
+    cited += [(SHORT[k], name) for k, name in re.findall(r"`([SAC])::(test_\w+)", text)]
+    assert cited, f"docs/{doc} cites no test"
+    missing = [f"{p}::{n}" for p, n in cited if not re.search(rf"^(async )?def {n}\(", (root / p).read_text(), re.M)]
+    assert not missing, f"docs/{doc} cites tests that do not exist: {missing}"
