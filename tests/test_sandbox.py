@@ -436,3 +436,21 @@ def test_tree_dies_with_the_worker_that_started_it():
         time.sleep(0.1)
     assert not left, f"survived their worker: {left}"
     assert base is None  # namespaces mode keeps nothing on the host that a killed worker could leave
+
+
+@needs_ns
+def test_tester_template_process_is_kept_across_tested_runs():
+    """The tester's template process must be started from the calling thread: a parent-death
+    signal fires when the *thread* that started a process ends, so starting it from the thread a
+    tested run uses would restart it (about 0.1 s) on every run."""
+    req = {"code": "def f(x):\n    return x\n", "entry_point": "f", "module_name": "solution"}
+    tests = {"prelude": "", "setup": "", "steps": ["assert candidate(1) == 1"], "entry_point": "f"}
+    with Sandbox(LIMITS) as sb:
+        pids = set()
+        for _ in range(3):
+            tester, run = sb.run_tested(req, tests)
+            assert tester.status == run.status == "ok" and tester.records[0]["ok"] is True
+            time.sleep(0.05)
+            assert sb._tester._proc.poll() is None, "the tester's template process died"
+            pids.add(sb._tester._proc.pid)
+        assert len(pids) == 1

@@ -212,6 +212,13 @@ class Sandbox:
                 self._take_slot(msg)
                 return
 
+    def ensure_started(self) -> None:
+        """Start the template process now, in this thread, unless it runs (its parent-death signal
+        fires when the *thread* that started it ends, so a sandbox lives in a long-lived thread)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+
     def _log_tail(self) -> str:
         """The end of what the template process wrote to its stderr (its reason for failing)."""
         try:
@@ -323,6 +330,7 @@ class Sandbox:
         if self._tester is None:
             self._tester = Sandbox(self.limits, isolation=self.mode, allow_unisolated=self._allow_unisolated,
                                    tmp_mb=self.tmp_mb, seccomp=self.seccomp)
+        self._tester.ensure_started()  # here: a template process dies with the thread that started it
         tester_limits = replace(lim, wall=lim.wall + 2, cpu=lim.cpu + 2, memory_mb=max(lim.memory_mb, 512), processes=2)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         got: dict[str, RunResult] = {}
