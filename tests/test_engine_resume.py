@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from grpo_env.engine import checkpoint
+
 SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
     from grpo_env.engine.config import TrainConfig
+    from grpo_env.engine.model import save_model
     from grpo_env.engine.tiny import tiny_model, tiny_tokenizer
     from grpo_env.engine.trainer import train
     from grpo_env.mixture import MixEntry, TaskMixture
@@ -41,7 +44,8 @@ SCRIPT = textwrap.dedent(
                       progress=False, mu=2, beta=0.05, micro_batch_size=5)
     ref = tiny_model(len(tok)).requires_grad_(False)
     model = tiny_model(len(tok))
-    train(model, tok, TaskMixture(tasks, seed=7), score, cfg, out, ref_model=ref, resume=resume)
+    # save_model: checkpoints as the CLI writes them (the weights live in the saved model only)
+    train(model, tok, TaskMixture(tasks, seed=7), score, cfg, out, ref_model=ref, resume=resume, save_model=save_model)
     """
 )
 
@@ -88,7 +92,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     ma, mb = _records(full / "metrics.jsonl"), _records(killed / "metrics.jsonl")
     assert [r["reward_mean"] for r in ma] == [r["reward_mean"] for r in mb]
     assert [r["lr"] for r in ma] == [r["lr"] for r in mb]
-    wa = torch.load(full / "checkpoints" / "step-000012" / "state.pt", weights_only=False)["weights"]
-    wb = torch.load(killed / "checkpoints" / "step-000012" / "state.pt", weights_only=False)["weights"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ca, cb = full / "checkpoints" / "step-000012", killed / "checkpoints" / "step-000012"
+    sa = torch.load(ca / "state.pt", weights_only=False)
+    assert "weights" not in sa, "each tensor is stored once: the weights are the saved model's"
+    wa, wb = checkpoint.weights(ca, sa), checkpoint.weights(cb, torch.load(cb / "state.pt", weights_only=False))
+    assert wa and wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert len({r["tasks"][0] for r in a} | {t for r in a for t in r["tasks"]}) == 2  # both tasks drawn

@@ -1,9 +1,11 @@
 """Atomic checkpoints: write to a temporary directory, fsync, rename, then update the ``latest`` pointer.
 
 A checkpoint directory ``step-000012/`` holds the model (``save_pretrained`` format, loadable by
-``grpo-env eval --model``) and ``state.pt``: trainable weights exactly as trained, optimiser,
-scheduler, RNG states, the prompt sampler's position and the step. A crash at any moment leaves
-either the previous checkpoint or the new one, never a half-written one behind ``latest``.
+``grpo-env eval --model``) and ``state.pt``: optimiser, scheduler, RNG states, the prompt sampler's
+position and the step. Each tensor is stored once: the trained weights are the saved model's
+(safetensors keep them bit for bit), except for LoRA, whose saved model is merged, so ``state.pt``
+keeps the adapters. A crash at any moment leaves either the previous checkpoint or the new one,
+never a half-written one behind ``latest``.
 """
 
 from __future__ import annotations
@@ -99,6 +101,22 @@ def _prune(root: Path, keep: int, current: str) -> None:
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
     return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=False)
+
+
+def weights(path: str | os.PathLike, state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The trained weights of checkpoint ``path``: from ``state.pt`` when it holds them (LoRA,
+    older checkpoints), else from the saved model's safetensors files (every shard)."""
+    if "weights" in state:
+        return state["weights"]
+    from safetensors.torch import load_file
+
+    files = sorted((Path(path) / "model").glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"checkpoint {path} holds no weights: neither state.pt nor model/*.safetensors")
+    out: dict[str, torch.Tensor] = {}
+    for f in files:
+        out.update(load_file(f))
+    return out
 
 
 def rng_state() -> dict[str, Any]:

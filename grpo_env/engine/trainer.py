@@ -520,10 +520,11 @@ def train(
     start_ckpt = checkpoint.latest(ckpt_root) if resume else None
     if start_ckpt is not None:
         state = checkpoint.load(start_ckpt)
+        weights = checkpoint.weights(start_ckpt, state)
         if sharded:  # checkpoints hold full tensors: each rank keeps its shards
-            unexpected = sharding.load_full_state(model, state["weights"])
+            unexpected = sharding.load_full_state(model, weights)
         else:
-            missing, unexpected = model.load_state_dict(state["weights"], strict=False)
+            missing, unexpected = model.load_state_dict(weights, strict=False)
         if unexpected:
             raise RuntimeError(f"checkpoint {start_ckpt} does not fit this model: {unexpected[:3]}")
         if deepspeed:  # the fp32 master and AdamW partitions take their parts of the full state
@@ -557,10 +558,11 @@ def train(
         if not dist.main:
             return
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        in_model = save_model is not None and not hasattr(model, "merge_and_unload")  # saved as trained
         state = {
             "step": run.step,
             "bad_steps": run.bad_steps,
-            "weights": {k: v.detach().cpu().clone() for k, v in weights.items() if k in trainable},
+            **({} if in_model else {"weights": {k: v.detach().cpu().clone() for k, v in weights.items() if k in trainable}}),
             "optimizer": optimizer,
             "scheduler": sched.state_dict(),
             "prompts": prompts.state_dict(),
