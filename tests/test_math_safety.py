@@ -2,7 +2,7 @@
 
 Classes covered: code-injection strings, towers of powers and huge factorials, huge literals and
 scientific exponents, megabyte completions, deep nesting, quadratic-scan bait, NUL bytes,
-zero-width and bidi characters, digits of other scripts, look-alike letters.
+zero-width and bidi characters (removed, then judged), digits of other scripts, look-alike letters.
 """
 
 from __future__ import annotations
@@ -64,13 +64,13 @@ HOSTILE = {
     # characters
     "nul_in_answer": ("\\boxed{18\x00}", Status.REJECTED),
     "nul_elsewhere": ("fine\x00 \\boxed{18}", Status.REJECTED),
-    "zero_width": ("\\boxed{1\u200b8}", Status.REJECTED),
-    "zero_width_joiner": ("\\boxed{18\u200d}", Status.REJECTED),
-    "bidi_override": ("\\boxed{\u202e81}", Status.REJECTED),
-    "bidi_isolate": ("\\boxed{\u206618\u2069}", Status.REJECTED),
+    # invisible format characters are removed and full-width digits folded (issue #10, finding 16;
+    # the honest cases are in test_math_attacks.py): a bidi override is judged in logical order
+    "bidi_override": ("\\boxed{\u202e81}", Status.INCORRECT),
+    "zero_width_wrong": ("\\boxed{1\u200b7}", Status.INCORRECT),
     "arabic_digits": ("\\boxed{\u0661\u0668}", Status.REJECTED),
     "devanagari_digits": ("\\boxed{\u0967\u096e}", Status.REJECTED),
-    "fullwidth_digits": ("\\boxed{\uff11\uff18}", Status.REJECTED),
+    "fullwidth_wrong": ("\\boxed{\uff11\uff17}", Status.INCORRECT),
     "superscript_digit": ("\\boxed{18\u00b2}", Status.REJECTED),
     "arabic_fallback": ("the total is \u0661\u0668", Status.UNPARSABLE),
     "cyrillic_x": ("\\boxed{\u0445=18}", Status.UNPARSABLE),

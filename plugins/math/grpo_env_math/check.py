@@ -17,6 +17,7 @@ from grpo_env_math.extract import extract_answer
 from grpo_env_math.guards import Refused, check_completion, sanitize_answer
 from grpo_env_math.parser import parse
 from grpo_env_math.quick import quick_number
+from grpo_env_math.rounding import rationals_match
 from grpo_env_math.values import Scalar, Value
 
 _GOLD_DECIMAL_RE = re.compile(r"[-+]?\d*\.(\d+)")
@@ -87,28 +88,30 @@ def check_answer(completion: str, gold: str, *, last_number_fallback: bool = Tru
     except Refused as r:
         return _refused(r)
     found = extract_answer(completion, fallback_last_number=last_number_fallback)
+    if found.method == "rejected":
+        return Outcome.of(Status.REJECTED, 0.0, reason="the final boxes are too long to be one answer")
     if found.text is None:
         return Outcome.unparsable(reason="no final answer found")
     details = {"answer": found.text[:_DETAIL_CHARS], "method": found.method}
+    try:
+        text = sanitize_answer(found.text)
+    except Refused as r:
+        return _refused(r, **details)
     if isinstance(gold_value, Words):
         # a word gold is matched as normalised words; a hedge ("C or D") is other words
-        ok = plain_words(found.text) == gold_value.text
+        ok = plain_words(text) == gold_value.text
         return Outcome.correct(**details) if ok else Outcome.incorrect(**details)
     decimals = _gold_decimals(gold)
-    pred_is_decimal = bool(_DECIMAL_IN_TEXT_RE.search(found.text))
-    if decimals is not None and pred_is_decimal:
+    if decimals is not None and _DECIMAL_IN_TEXT_RE.search(text):
         decimals = None  # rounding to the gold's precision is for exact answers only
 
     # fast path: two plain rationals compare exactly, with no sympy at all
-    g, p = quick_number(gold), quick_number(found.text)
+    g, p = quick_number(gold), quick_number(text)
     if g is not None and p is not None:
-        if g == p:
-            return Outcome.correct(**details)
-        if g.denominator == 1 and decimals is None:
-            return Outcome.incorrect(**details)  # an integer gold is matched exactly
+        ok = g == p or rationals_match(g, p, decimals)
+        return Outcome.correct(**details) if ok else Outcome.incorrect(**details)
 
     try:
-        text = sanitize_answer(found.text)
         # "1,234" is one number when the gold is one value, two answers when it is a list
         pred_value = parse(text, thousands=isinstance(gold_value, Scalar))
     except Refused as r:

@@ -1,5 +1,10 @@
-"""Equivalence of two parsed answers: exact first, numeric with a relative tolerance second, a
-size-bounded symbolic check last.
+"""Equivalence of two parsed answers: exact, never within a tolerance.
+
+Two expressions are equal when sympy builds the same object, or when their difference is proved
+to be 0 (:mod:`.proof`). Before a proof is tried, both are evaluated at a few points drawn at
+random on every call (:mod:`.numeric`), which refutes most unequal pairs at once; agreement there
+is necessary, never sufficient. Decimals are matched as roundings only under the narrow rules of
+:mod:`.rounding`.
 
 The gold decides the shape: an ordered tuple must match in order, a set or a bare list of
 solutions in any order, an interval with the same open/closed ends. A hedge ("17 or 18") never
@@ -8,66 +13,53 @@ matches. When in doubt the answer is not equal: a false positive teaches a model
 
 from __future__ import annotations
 
-import math
+from fractions import Fraction
 
 import sympy
 
+from grpo_env_math import numeric, proof, rounding
 from grpo_env_math.values import Interval, Matrix, Relation, Scalar, Seq, Union_, Value
 
-REL_TOL = 1e-9
-ABS_TOL = 1e-12
-PRECISION = 30  # digits for numeric evaluation
-MAX_EXPAND_OPS = 200  # larger differences are not expanded symbolically
-MAX_EXPAND_DEGREE = 24
-MAX_SIMPLIFY_OPS = 40
-MAX_EXPANDED_TERMS = 2_000
-# evaluation points for expressions with free variables: mixed signs, no special values
-_POINTS = (0.7314, -1.3862, 2.2117, -0.4421, 1.6093)
+SAMPLE_POINTS = 3  # random points for expressions with variables (one evaluation for a number)
 
 
 def _bad(e: sympy.Expr) -> bool:
     return e.has(sympy.zoo, sympy.nan)
 
 
-def _num(e: sympy.Expr, subs: dict | None = None) -> complex | None:
-    try:
-        v = complex(e.evalf(PRECISION, subs=subs) if subs else e.evalf(PRECISION))
-    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
-        return None
-    return v if math.isfinite(v.real) and math.isfinite(v.imag) else None
+def _fraction(e: sympy.Expr) -> Fraction | None:
+    return Fraction(int(e.p), int(e.q)) if e.is_Rational else None
 
 
-def _close(a: complex, b: complex) -> bool:
-    return abs(a - b) <= max(REL_TOL * max(abs(a), abs(b)), ABS_TOL)
+def _refuted(g: sympy.Expr, p: sympy.Expr) -> bool | None:
+    """``True`` if the two differ at some sample point, ``False`` if they agree at one or more and
+    differ at none, ``None`` if they could not be evaluated at any point."""
+    free = sorted(g.free_symbols | p.free_symbols, key=lambda s: s.name)
+    batches = [[{}]] if not free else [numeric.random_points(free, SAMPLE_POINTS, scale) for scale in (1.0, 0.1)]
+    agreed = False
+    for points in batches:
+        for point in points:
+            vg, vp = numeric.value(g, point), numeric.value(p, point)
+            if vg is None or vp is None:
+                continue  # too large there, or undefined (a pole): other points decide
+            if not numeric.agree(vg, vp):
+                return True
+            agreed = True
+        if agreed:
+            break  # smaller points only when no point of the first batch could be evaluated
+    return False if agreed else None
 
 
-def _expanded_terms(e: sympy.Expr) -> float:
-    """An upper estimate of the number of terms ``expand(e)`` produces (it can be astronomic)."""
-    if e.is_Add:
-        return sum(_expanded_terms(a) for a in e.args)
-    if e.is_Mul:
-        return math.prod(_expanded_terms(a) for a in e.args)
-    if e.is_Pow and e.exp.is_Integer and e.exp > 0:
-        k = _expanded_terms(e.base)
-        n = int(e.exp)
-        return math.comb(n + int(min(k, 10**6)) - 1, n) if k > 1 else 1
-    return 1
-
-
-def _symbolic_zero(d: sympy.Expr) -> bool:
-    """Whether ``d`` simplifies to 0, trying only what its size allows."""
-    if sympy.count_ops(d) > MAX_EXPAND_OPS:
-        return False
-    for p in d.atoms(sympy.Pow):
-        if p.exp.is_Number and abs(p.exp) > MAX_EXPAND_DEGREE:
-            return False
-    try:
-        if _expanded_terms(d) <= MAX_EXPANDED_TERMS and (sympy.expand(d) == 0 or sympy.cancel(sympy.together(d)) == 0):
-            return True
-        if sympy.count_ops(d) <= MAX_SIMPLIFY_OPS:
-            return sympy.simplify(d) == 0
-    except (TypeError, ValueError, ArithmeticError, NotImplementedError, RecursionError):
-        return False
+def _rounded_equal(g: sympy.Expr, p: sympy.Expr, gold_decimals: int | None) -> bool:
+    """The decimal-rounding rules between two numbers that are not the same number."""
+    fg, fp = _fraction(g), _fraction(p)
+    if fg is not None and fp is not None:
+        return rounding.rationals_match(fg, fp, gold_decimals)
+    if fg is not None and gold_decimals is not None:
+        constants = [Fraction(int(c.p), int(c.q)) for c in p.atoms(sympy.Rational)]
+        return rounding.rounded_gold_accepts(fg, gold_decimals, constants, numeric.value(p))  # 3.14 for pi
+    if fg is None and fp is not None:
+        return rounding.long_decimal_accepts(numeric.value(g), fp)  # 0.70710678118654752 for sqrt(2)/2
     return False
 
 
@@ -77,45 +69,24 @@ def expr_equal(g: sympy.Expr, p: sympy.Expr, gold_decimals: int | None = None) -
         return False
     if g == p:
         return True
-    free = sorted(g.free_symbols | p.free_symbols, key=lambda s: s.name)
-    if not free:
-        if g.is_infinite or p.is_infinite:
-            return False  # different infinities, or infinity against a number
-        if g.is_Integer and p.is_Rational and gold_decimals is None:
-            return False  # an integer gold is matched exactly (10**10 + 1 is not 10**10)
-        vg, vp = _num(g), _num(p)
-        if vg is None or vp is None:
-            return False
-        if _close(vg, vp):
+    if g.has(sympy.oo, -sympy.oo) or p.has(sympy.oo, -sympy.oo):
+        return False  # different infinities, or infinity against a number
+    if not (g.free_symbols or p.free_symbols):
+        if _rounded_equal(g, p, gold_decimals):
             return True
-        if gold_decimals is not None and vp.imag == 0 and vg.imag == 0:
-            # a gold written as 0.33 asks for that precision: 1/3 rounds to it
-            return abs(vg.real - vp.real) <= 0.5 * 10.0 ** (-gold_decimals) * (1 + 1e-12)
-        return False
-    # with variables: numbers at several points refute fast; agreement at every point is accepted
-    # (distinct expressions of this grammar differ at some of these mixed-sign points)
-    agreed = 0
-    for k in range(len(_POINTS)):
-        subs = {s: sympy.Float(_POINTS[(k + j) % len(_POINTS)] * (1 + 0.1 * j), PRECISION) for j, s in enumerate(free)}
-        vg, vp = _num(g, subs), _num(p, subs)
-        if vg is None and vp is None:
-            continue
-        if vg is None or vp is None or not _close(vg, vp):
-            return False
-        agreed += 1
-    if agreed == len(_POINTS):
-        return True
-    # some points could not be evaluated (a pole, a log of a negative): decide symbolically
-    return agreed > 0 and _symbolic_zero(g - p)
+        if g.is_Rational and p.is_Rational:
+            return False  # two exact numbers that are not the same number
+    if _refuted(g, p) is not False:
+        return False  # they differ somewhere, or could not be compared anywhere: not equal
+    return proof.is_zero(g - p)
 
 
 def _scalar_equal(g: Scalar, p: Scalar, gold_decimals: int | None) -> bool:
     if expr_equal(g.expr, p.expr, gold_decimals):
         return True
-    # 50% against 50, and 50 against 50%: a percentage may be stated without its sign
-    if g.percent and not p.percent and expr_equal(g.expr * 100, p.expr):
-        return True
-    return p.percent and not g.percent and expr_equal(g.expr, p.expr * 100, gold_decimals)
+    # a gold written as a percentage (50%) may be answered without the sign (50). Never the other
+    # way: 25% is 0.25, not 25, or it would hedge between a count and a rate.
+    return g.percent and not p.percent and expr_equal(g.expr * 100, p.expr)
 
 
 def _relation_value(r: Relation) -> sympy.Expr | None:
@@ -186,6 +157,13 @@ def _as_interval(v: Value) -> Interval | None:
     return None
 
 
+def _is_ray(v: Seq) -> bool:
+    """A pair with an infinite end: an interval, since no point has an infinite coordinate. Any
+    other pair ``(1, 2)`` is a point and is never matched by the interval ``1 < x < 2``."""
+    return len(v.items) == 2 and all(isinstance(x, Scalar) for x in v.items) \
+        and any(x.expr.is_infinite for x in v.items)
+
+
 def _matrix_items(m: Matrix) -> tuple | None:
     """A one-row or one-column matrix as the vector it is."""
     if len(m.rows) == 1:
@@ -241,8 +219,8 @@ def equal(gold: Value, pred: Value, gold_decimals: int | None = None) -> bool:
         if gold.kind == "tuple":
             if isinstance(pred, Seq) and pred.kind == "tuple":
                 return len(gold.items) == len(pred.items) and all(equal(a, b) for a, b in zip(gold.items, pred.items))
-            if isinstance(pred, (Interval, Relation)) and len(gold.items) == 2:
-                ip = _as_interval(pred)  # (a, b) against [a, b) or a < x < b: the open interval
+            if isinstance(pred, (Interval, Relation)) and _is_ray(gold):
+                ip = _as_interval(pred)  # (3, oo) against x > 3: only a ray is surely an interval
                 return ip is not None and _intervals_equal(_as_interval(gold), ip)
             if isinstance(pred, Matrix):
                 vec = _matrix_items(pred)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from grpo_env_math.guards import MAX_ANSWER_CHARS, Refused, reject
+
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _BARE_BOX_RE = re.compile(r"[^\s$]+")
+_NON_SPACE_RE = re.compile(r"\S")
 # what may stand between two boxes that state one answer together: "$\\boxed{1}$ or $\\boxed{2}$"
 _BOX_GAP_RE = re.compile(r"[\s$]*(?:(?:,|;|or|and|\\text\{\s*(?:or|and)\s*\}|\\quad|\\,)[\s$]*)?", re.IGNORECASE)
+_MAX_BOX_GAP = 64  # characters between two boxes of one answer
 _HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_IS_RE = re.compile(
     r"(?:final\s+answer|answer)\s*(?:is|=|:)\s*:?[ \t]*([^\n]*)", re.IGNORECASE
@@ -25,7 +29,8 @@ _NUMBER_RE = re.compile(r"-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|\.\
 
 @dataclass(frozen=True)
 class Extracted:
-    """The answer text a completion committed to and how it was found (``None``: nothing found)."""
+    """The answer text a completion committed to and how it was found (``None``: nothing found,
+    or, with ``method == "rejected"``, boxes that together are too long to be an answer)."""
 
     text: str | None
     method: str
@@ -53,53 +58,77 @@ def _closing_braces(text: str) -> dict[int, int]:
     return closes
 
 
-def _boxes(text: str) -> list[tuple[int, int, str]]:
-    """Every closed, non-empty box as (start of ``\\boxed``, index after it, content), in text order."""
+def _boxes(text: str) -> list[tuple[int, int, int, int]]:
+    """Every closed, non-empty box as (start of ``\\boxed``, start and end of its content, end), in
+    text order. Linear time and memory: spans only, no copies of the text.
+
+    Boxes may nest (``\\boxed{\\boxed{...}}``) and a bare box (``\\boxed 5``) runs to the next space,
+    so on text made only of boxes every box spans the rest of the text; copying each content, or
+    scanning each one, would be quadratic. A bare box whose run was already scanned reuses its end.
+    """
     found = []
     closes: dict[int, int] | None = None
+    run_end = -1  # end of the last scanned run of non-space characters
+    n = len(text)
     for m in _BOX_RE.finditer(text):
         i = m.end()
-        while i < len(text) and text[i] == " ":
+        while i < n and text[i] == " ":
             i += 1
-        if i < len(text) and text[i] == "{":
+        if i < n and text[i] == "{":
             if closes is None:
                 closes = _closing_braces(text)
             end = closes.get(i, -1)
-            if end >= 0 and text[i + 1 : end].strip():
-                found.append((m.start(), end + 1, text[i + 1 : end]))
+            if end >= 0 and _NON_SPACE_RE.search(text, i + 1, end):
+                found.append((m.start(), i + 1, end, end + 1))
             continue  # unclosed or empty ("\\boxed{} 87"): not an answer, other markers may be
-        bare = _BARE_BOX_RE.match(text, i)
-        if bare:
-            found.append((m.start(), bare.end(), bare.group(0)))
+        if i >= run_end:
+            bare = _BARE_BOX_RE.match(text, i)
+            if bare is None:
+                continue
+            run_end = bare.end()
+        found.append((m.start(), i, run_end, run_end))
     return found
 
 
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}``/``\\fbox{...}`` (``\\boxed 5`` too); ``None`` if none is closed."""
     boxes = _boxes(text)
-    return boxes[-1][2] if boxes else None
+    if not boxes:
+        return None
+    _, a, b, _ = boxes[-1]
+    return text[a:b]
 
 
 def final_boxes(text: str) -> str | None:
     """The final answer stated in boxes: the last box, joined with the boxes right before it.
 
     ``\\boxed{17} or \\boxed{18}`` is one hedged answer (``17 \\text{ or } 18``), never just 18;
-    ``\\boxed{2}, \\boxed{3}`` is the list ``2, 3``. Boxes separated by other text stand alone.
+    ``\\boxed{2}, \\boxed{3}`` is the list ``2, 3``. Boxes separated by other text, or nested in
+    each other, stand alone. Raises :class:`Refused` when the boxes of one answer together run
+    past the answer length limit (they would be refused as one answer anyway).
     """
     boxes = _boxes(text)
     if not boxes:
         return None
-    group = [boxes[-1][2]]
+    group = [boxes[-1]]
+    size = boxes[-1][2] - boxes[-1][1]
     hedge = False
-    for (_, prev_end, content), (next_start, _, _) in zip(reversed(boxes[:-1]), reversed(boxes[1:])):
-        gap = _BOX_GAP_RE.fullmatch(text[prev_end:next_start])
+    for prev, nxt in zip(reversed(boxes[:-1]), reversed(boxes[1:])):
+        prev_end, next_start = prev[3], nxt[0]
+        if not 0 <= next_start - prev_end <= _MAX_BOX_GAP:
+            break  # nested or overlapping boxes, or text between them
+        gap = _BOX_GAP_RE.fullmatch(text, prev_end, next_start)
         if gap is None:
             break
+        size += prev[2] - prev[1]
+        if size > MAX_ANSWER_CHARS:
+            raise reject(f"the boxes of the final answer hold more than {MAX_ANSWER_CHARS} characters")
         hedge |= "or" in gap.group(0).lower()
-        group.append(content)
-    if len(group) == 1:
-        return group[0]
-    return (" \\text{ or } " if hedge else ", ").join(reversed(group))
+        group.append(prev)
+    contents = [text[a:b] for _, a, b, _ in reversed(group)]
+    if len(contents) == 1:
+        return contents[0]
+    return (" \\text{ or } " if hedge else ", ").join(contents)
 
 
 def _clean_tail(span: str) -> str:
@@ -121,16 +150,23 @@ def _from_block(block: str) -> Extracted | None:
     return Extracted(body, "answer_tag") if body else None
 
 
+def _last(pattern: re.Pattern, text: str) -> re.Match | None:
+    found = None
+    for found in pattern.finditer(text):  # noqa: B007 - keeps the last match, not a list of all
+        pass
+    return found
+
+
 def _last_marked(text: str) -> Extracted | None:
     """The last ``#### x`` line, else the last "answer is x" phrase."""
-    hashes = list(_HASH_RE.finditer(text))
-    if hashes:
-        span = _clean_tail(hashes[-1].group(1))
+    last_hash = _last(_HASH_RE, text)
+    if last_hash:
+        span = _clean_tail(last_hash.group(1))
         if span:
             return Extracted(span, "hash")
-    phrases = list(_ANSWER_IS_RE.finditer(text))
-    if phrases:
-        span = phrases[-1].group(1)
+    phrase = _last(_ANSWER_IS_RE, text)
+    if phrase:
+        span = phrase.group(1)
         # "Final Answer: The final answer is $18$.": the phrase inside the phrase states it
         for _ in range(4):
             inner = _ANSWER_IS_RE.search(span)
@@ -145,10 +181,8 @@ def _last_marked(text: str) -> Extracted | None:
 
 def last_number(text: str) -> str | None:
     """The last number-looking token in ``text`` (for the fallback)."""
-    found = None
-    for m in _NUMBER_RE.finditer(text):
-        found = m.group(0)
-    return found
+    m = _last(_NUMBER_RE, text)
+    return m.group(0) if m else None
 
 
 def last_answer_block(text: str) -> str | None:
@@ -168,7 +202,10 @@ def last_answer_block(text: str) -> str | None:
 
 def extract_answer(completion: str, *, fallback_last_number: bool = True) -> Extracted:
     """The final answer span of ``completion`` and the method that found it."""
-    boxed = final_boxes(completion)
+    try:
+        boxed = final_boxes(completion)
+    except Refused:
+        return Extracted(None, "rejected")
     if boxed is not None:
         return Extracted(boxed, "boxed")
     block = last_answer_block(completion)

@@ -1,8 +1,12 @@
 """Guards that run before any parsing: size, depth, digits and suspicious characters.
 
 Model text is adversarial. These checks are cheap and linear, and they refuse what could make
-the parser or sympy slow (huge literals, deep nesting) or what can fool a reader (bidi and
-zero-width characters, look-alike digits) with a typed reason, before any sympy object exists.
+the parser or sympy slow (huge literals, deep nesting) with a typed reason, before any sympy
+object exists. Unicode is normalised where that cannot change what the answer says: invisible
+format characters (zero-width, bidi controls, soft hyphens: category Cf) are removed, and
+full-width, half-width and mathematical-font forms (``５``, ``𝑥``) are folded to ASCII (NFKC).
+Characters whose folding would change the value (superscripts: ``18²`` is not ``182``), digits
+of other scripts and look-alike letters of other scripts (a Cyrillic ``х``) are refused.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ MAX_DIGITS_TOTAL = 600  # digits in one answer
 MAX_NESTING = 40  # bracket/brace depth
 MAX_LITERAL_DIGITS = 300  # digits of one number literal
 
+# compatibility forms whose NFKC folding keeps the meaning (unicodedata.decomposition tags)
+_FOLDABLE = ("<wide>", "<narrow>", "<font>", "<noBreak>")
 # Unicode math symbols models legitimately use, mapped to the ASCII/LaTeX the parser reads.
 _UNICODE_MATH = {
     "\u2212": "-", "\u2013": "-", "\u00d7": "*", "\u22c5": "*", "\u00b7": "*", "\u00f7": "/",
@@ -52,9 +58,11 @@ def check_completion(text: str) -> None:
 def sanitize_answer(text: str) -> str:
     """The answer text made plain ASCII, or :class:`Refused` with the reason.
 
-    Refused (``rejected``): too long, control/zero-width/bidi characters, digits of other scripts,
-    too many digits, too deep. Refused (``unparsable``): any other non-ASCII character (such as a
-    Cyrillic look-alike of a Latin letter), which the grammar does not know.
+    Removed: invisible format characters (Cf). Folded: full-width and font forms, Unicode spaces,
+    a few math symbols. Refused (``rejected``): too long, control characters, lone surrogates,
+    digits of other scripts or superscripts, too many digits, too deep. Refused (``unparsable``):
+    any other non-ASCII character (such as a Cyrillic look-alike of a Latin letter), which the
+    grammar does not know.
     """
     if len(text) > MAX_ANSWER_CHARS:
         raise reject(f"answer is {len(text)} characters (limit {MAX_ANSWER_CHARS})")
@@ -66,19 +74,21 @@ def sanitize_answer(text: str) -> str:
             out.append(ch)
             continue
         cat = unicodedata.category(ch)
-        if cat in ("Cf", "Cc", "Co", "Cs", "Cn"):
-            raise reject(f"answer contains invisible or control character U+{ord(ch):04X}")
+        if cat == "Cf":
+            continue  # zero-width, bidi controls, soft hyphen: the text reads the same without them
+        if cat in ("Cc", "Co", "Cs", "Cn"):
+            raise reject(f"answer contains control or unassigned character U+{ord(ch):04X}")
         if ch in _UNICODE_MATH:
             out.append(_UNICODE_MATH[ch])
             continue
         folded = unicodedata.normalize("NFKC", ch)
-        if folded.isascii() and folded.strip() and not folded.isdigit():
-            out.append(folded)  # full-width letters and brackets, non-breaking spaces ...
-            continue
-        if folded.isascii() and folded.isspace():
+        if cat == "Zs" or (folded.isascii() and folded.isspace()):
             out.append(" ")
             continue
-        if unicodedata.category(ch) == "Nd" or folded.isdigit():
+        if folded.isascii() and unicodedata.decomposition(ch).startswith(_FOLDABLE):
+            out.append(folded)  # full-width digits, letters and brackets, math italic x ...
+            continue
+        if cat in ("Nd", "No") or folded.isdigit():
             raise reject(f"answer contains a non-ASCII digit U+{ord(ch):04X}")
         raise unparsable(f"answer contains non-ASCII character U+{ord(ch):04X}")
     s = "".join(out)

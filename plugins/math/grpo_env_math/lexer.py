@@ -2,7 +2,8 @@
 
 The lexer never evaluates anything: it turns sanitised ASCII text into a flat list of tokens
 (numbers, single letters, LaTeX commands, words, punctuation). Presentation-only markup
-(``\\left``, ``\\,``, ``$`` ...) is dropped here, and ``\\text{...}`` becomes one word token.
+(``\\left``, ``\\,``, ``$`` ...) is dropped here. Words become tokens only when they mean something
+(``or``, ``percent``, a function name) or are units (:mod:`.units`); any other word is unparsable.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from grpo_env_math.guards import MAX_LITERAL_DIGITS, reject, unparsable
+from grpo_env_math.units import is_unit, is_unit_phrase
 
 # commands that only affect presentation
 _NOISE_CMDS = {
@@ -24,7 +26,7 @@ FUNCTION_WORDS = {
     "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
     "log", "ln", "exp", "sqrt", "abs",
 }
-KNOWN_WORDS = FUNCTION_WORDS | {"pi", "inf", "infty", "infinity", "or", "and", "degrees", "degree", "percent", "oo"}
+KNOWN_WORDS = FUNCTION_WORDS | {"pi", "inf", "infty", "infinity", "or", "and", "percent", "oo"}
 # two-letter units that would otherwise read as a product of two variables
 SHORT_UNITS = {"cm", "mm", "km", "kg", "mg", "ft", "yd", "mi", "lb", "oz", "hr", "ml", "mL", "in", "am", "pm", "sq"}
 # words that reverse or blur a claim: an answer containing one is not an answer
@@ -78,8 +80,10 @@ def _word_tokens(run: str, space: bool) -> list[Tok]:
         return [Tok("word", low, space)]
     if low in POISON_WORDS:
         raise unparsable(f"the answer says {run!r}")
-    if run in SHORT_UNITS or len(run) >= 3:
+    if run in SHORT_UNITS or (len(run) >= 3 and is_unit(run)):
         return [Tok("unit", run, space)]
+    if len(run) >= 3:
+        raise unparsable(f"the answer says {run!r}, which is not a unit")
     return [Tok("letter", c, space and k == 0) for k, c in enumerate(run)]
 
 
@@ -88,7 +92,7 @@ def _text_tokens(content: str, space: bool) -> list[Tok]:
     low = words.lower()
     if not words:
         return []
-    if low in ("or", "and"):
+    if low in ("or", "and", "percent"):
         return [Tok("word", low, space)]
     if len(words) == 1 and words.isalpha():
         return [Tok("letter", words, space)]
@@ -96,7 +100,9 @@ def _text_tokens(content: str, space: bool) -> list[Tok]:
         raise unparsable(f"the answer says {words!r}")
     if any(ch.isdigit() for ch in words) and "\\text" not in words:
         return tokenize(words)  # \text{18 dollars}: the number inside, its unit dropped later
-    return [Tok("unit", words, space)]
+    if is_unit_phrase(words):
+        return [Tok("unit", words, space)]
+    raise unparsable(f"the answer says {words[:40]!r}, which is not a unit")
 
 
 def tokenize(text: str, *, thousands: bool = True) -> list[Tok]:
@@ -133,7 +139,10 @@ def tokenize(text: str, *, thousands: bool = True) -> list[Tok]:
                 break
             name = m.group(1)
             i = m.end()
-            if name in _TEXT_CMDS:
+            if name in ("begin", "end"):
+                env, i = _text_group(s, i)  # \begin{pmatrix}: the name is not a word of the answer
+                toks += [Tok("cmd", name, space), Tok("op", "{"), Tok("word", env.strip()), Tok("op", "}")]
+            elif name in _TEXT_CMDS:
                 content, i = _text_group(s, i)
                 if name in ("mathrm", "mathbf", "operatorname") and re.fullmatch(r"[A-Za-z]+", content.strip() or "-"):
                     toks.extend(_word_tokens(content.strip(), space))

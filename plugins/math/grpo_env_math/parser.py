@@ -47,7 +47,7 @@ class Parser:
         self.toks = toks
         self.i = 0
         self.depth = 0
-        self.percent = False
+        self.percent_span: tuple[int, int] | None = None  # tokens of the last value a % applied to
 
     # ---- token helpers -------------------------------------------------------------------------
     def peek(self, k: int = 0) -> Tok | None:
@@ -102,8 +102,12 @@ class Parser:
             if op is None:
                 break
             if op == "in":
-                # "x \in [1, 2]": the membership names the set; the set is the answer
-                return self.value()
+                # "x \in [1, 2]": the membership names the set; the set is the answer, and a pair
+                # after it, "x \in (1, 2)", is an open interval, not a point
+                v = self.value()
+                if isinstance(v, Seq) and v.kind == "tuple" and len(v.items) == 2:
+                    return self._as_interval(v)
+                return v
             parts.append((op, self.value()))
         if not parts:
             return self._expand_pm(first)
@@ -187,9 +191,13 @@ class Parser:
             return Seq("set", ())
         if self.at("cmd", "begin"):
             return self._matrix()
-        self.percent = False
+        start = self.i
         e = self.expr()
-        return Scalar(e, self.percent)
+        # the value is a percentage only when the % closes all of it: "50\%", "-50\%"; in
+        # "3 + 0\%" it is one term's value (/100), not a claim about the answer
+        whole = self.percent_span is not None and self.percent_span[1] == self.i and (
+            self.percent_span[0] == start or (self.percent_span[0] == start + 1 and self.toks[start].text in ("+", "-")))
+        return Scalar(e, whole)
 
     def _has_top_comma(self) -> bool:
         """Whether the bracket group starting here holds a comma at its own level."""
@@ -386,6 +394,7 @@ class Parser:
         return base
 
     def postfix(self) -> sympy.Expr:
+        start = self.i
         value = self.primary()
         while True:
             if self.at("op", "!"):
@@ -393,7 +402,7 @@ class Parser:
                 value = safe.factorial(value)
             elif self.at("op", "%") or self.at("word", "percent"):
                 self.take()
-                self.percent = True
+                self.percent_span = (start, self.i)
                 value = value / 100
             else:
                 return value

@@ -2,7 +2,9 @@
 
 Most arithmetic and GSM8K answers are ``18``, ``-3.5``, ``1,234`` or ``3/4``; reading them with
 one anchored regex and :class:`fractions.Fraction` is exact and needs no sympy at all. Anything
-else returns ``None`` and goes to the full parser.
+else returns ``None`` and goes to the full parser, including every text with a space (or a LaTeX
+space) between its characters: ``1 1/2`` is the mixed number 3/2 and ``1\\,5`` is not 15, and
+only the parser knows that; reading them here with the spaces dropped gave a second reading.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ _PLAIN_RE = re.compile(
     r"(?P<sign>[-+]?)(?P<int>\d{1,3}(?:,\d{3})+|\d+)?(?:\.(?P<dec>\d+))?(?:/(?P<den>\d+))?", re.ASCII
 )
 _FRAC_RE = re.compile(r"(?P<sign>[-+]?)\\[dt]?frac\{(?P<num>\d+)\}\{(?P<den>\d+)\}", re.ASCII)
-_WRAPPERS = ("$", "\\(", "\\)", "\\[", "\\]", "\\!", "\\,", "\\;", "\\ ", " ")
+_WRAPPERS = ("$", "\\(", "\\)", "\\[", "\\]")
 
 
 def _strip(text: str) -> str:
-    text = text.strip()
     for w in _WRAPPERS:
         text = text.replace(w, "")
+    text = text.strip()
     if text.endswith(".") and not text.endswith(".."):
         text = text[:-1]
     return text

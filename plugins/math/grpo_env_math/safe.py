@@ -17,6 +17,7 @@ MAX_POW_BITS = 20_000  # ~6,000 decimal digits: a numeric power larger than this
 MAX_SYMBOLIC_EXPONENT = 1_000  # x^1000 is fine to keep; expanding x^(10^9) is not
 MAX_FACTORIAL = 1_000
 MAX_FUNCTION_ARG_BITS = 256  # sin(10^10000) needs 10^4 digits of pi: refuse
+MAX_POWER_NESTING = 2  # x^(y^z) is kept; 10^(10^(10^x)) is refused: a value at x=2 has 10^100 digits
 PM = sympy.Symbol("PM\u00b1")  # stands for the sign of a \pm until it is expanded into two answers
 
 
@@ -66,12 +67,30 @@ def _exponent_size(e: sympy.Expr) -> float:
     return v
 
 
+def nesting(e: sympy.Expr) -> int:
+    """How deeply powers nest in exponents: 0 for ``x``, 1 for ``x^2``, 2 for ``2^(2^x)`` or ``e^(e^x)``."""
+    if e.is_Atom:
+        return 0
+    if e.is_Pow:
+        return max(nesting(e.base), 1 + nesting(e.exp))
+    if e.func is sympy.exp:
+        return 1 + nesting(e.args[0])
+    return max(nesting(a) for a in e.args)
+
+
 def power(base: sympy.Expr, exp: sympy.Expr) -> sympy.Expr:
-    """``base ** exp`` if its estimated size is bounded, else :class:`Refused` (``rejected``)."""
+    """``base ** exp`` if its estimated size is bounded, else :class:`Refused` (``rejected``).
+
+    A symbolic exponent has no size until a number is put in for its variable, so towers of them
+    are refused by their height alone; the numeric check (``numeric``) checks sizes again after
+    substitution.
+    """
     base_symbolic = bool(base.free_symbols - {PM})
     if exp.free_symbols - {PM}:
         if base.is_number and bits(base) > MAX_FUNCTION_ARG_BITS:
             raise reject("base of a symbolic power is too large")
+        if 1 + nesting(exp) > MAX_POWER_NESTING:
+            raise reject(f"powers nest more than {MAX_POWER_NESTING} deep in an exponent (a tower)")
         return sympy.Pow(base, exp)
     size = _exponent_size(exp)
     if base_symbolic:
