@@ -83,7 +83,9 @@ def score_file(
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        # backslashreplace: a lone surrogate in a completion (valid in JSON, not in UTF-8) is written
+        # as the JSON escape it came in as, so the row round-trips instead of ending the command
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
             for row, example, completion_or_error in rows:
                 if example is None:
                     fields = {"status": INVALID, "error": completion_or_error}

@@ -465,3 +465,94 @@ def test_ten_megabytes_of_blanks():
     assert score("think_answer_soft", f"<think>{blanks}</think><answer>7</answer>").status is Status.INCORRECT
     assert score("answer_tag", f"<answer>{blanks}7</answer>").score == 1.0  # the visible 7 at the very end counts
     assert time.monotonic() - start < 20
+
+
+# -- red-team round 2: invisible repetition (A4), content that renders empty (A5) ------------------
+
+# characters the blank rules call invisible but that are not whitespace: dropped before words are split
+INVISIBLE_IN_WORDS = ["\u200b", "\u2060", "\u00ad", "\ufeff", "\u3164", "\u0301", "\x00", "\U000e0020",
+                      "\ue000", "\U0001d159", "\ufffc"]
+# rendered empty, yet letters, symbols or code points with no glyph: blank since round 2
+EMPTY_RENDERING = ["\U0001d159", "\ufffc", "\ue000", "\U000f0000", "\U00100000", "\u0378", "\uffff", "\U000e0080",
+                   "\ud800", "\udfff"]
+PLAIN_REPEATS = "<think>" + " ".join(["add them"] * 20) + "</think><answer>7</answer>"
+PLAIN_REPEATS_SCORE = -34 / 38  # 38 trigrams, 4 distinct (the tags glue onto the first and last word)
+
+
+def _varied(ch: str) -> str:
+    """The reported evasion: each ``add`` carries a different number of invisible characters."""
+    return "<think>" + " ".join("add" + ch * (i + 1) + " them" for i in range(20)) + "</think><answer>7</answer>"
+
+
+@pytest.mark.parametrize("ch", INVISIBLE_IN_WORDS, ids=lambda c: f"U+{ord(c):04X}")
+def test_a4_invisible_characters_do_not_hide_repetition(ch):
+    start = time.monotonic()
+    out = score("repetition_penalty", _varied(ch))
+    assert (out.score, out.status) == (pytest.approx(PLAIN_REPEATS_SCORE), Status.PARTIAL), out.details
+    assert out.details == {"ngram": 3, "ngrams": 38, "repeated": 34}
+    assert time.monotonic() - start < 2
+
+
+def test_a4_invisible_characters_join_words_and_real_whitespace_splits_them():
+    # an invisible character inside a word is not a space: "a\u200bb" is the one word "ab"
+    assert score("repetition_penalty", "a\u200bb c ab c", ex({"ngram": 2})).score == pytest.approx(-1 / 3)
+    # Unicode whitespace (no-break space, ideographic space, line separator) still separates words
+    assert score("repetition_penalty", "a\u00a0b\u3000c\u2028a b c").score == pytest.approx(-0.25)
+    # a visible repeat is not hidden by invisible characters between the words
+    assert score("repetition_penalty", "a \u200b b \u200b a \u200b b", ex({"ngram": 2})).score == pytest.approx(-1 / 3)
+
+
+@pytest.mark.timeout(120)
+def test_a4_ten_megabytes_of_invisible_varied_words():
+    text = "".join(f"to{chr(0x200b) * (i % 7)} be or not " for i in range(MB10 // 16))
+    start = time.monotonic()
+    out = score("repetition_penalty", text)
+    assert time.monotonic() - start < 20
+    total = 4 * (MB10 // 16) - 2
+    assert (out.details["repeated"], out.status) == (total - 4, Status.PARTIAL)
+
+
+@pytest.mark.parametrize("ch", EMPTY_RENDERING, ids=lambda c: f"U+{ord(c):04X}")
+def test_a5_empty_rendering_characters_earn_no_content_credit(ch):
+    for text in (ch, ch * 3, ch * 200):  # one at a time, and a run long enough for the table lookup
+        both = f"<think>{text}</think><answer>{text}</answer>"
+        for name in CONTENT_REWARDS:
+            out = score(name, both)
+            assert (out.score, out.status) == (0.0, Status.INCORRECT), (name, out.details)
+        assert score("answer_tag", f"<answer>{text}</answer>").details["reason"] == "empty <answer> block"
+    # next to a visible character they hide nothing
+    assert score("think_answer_strict", f"<think>{ch}a</think><answer>7{ch}</answer>").score == 1.0
+
+
+def test_a4_a5_through_the_scoring_service():
+    from grpo_env.scoring import ScoringService
+
+    items = [("format.repetition_penalty", ex(), PLAIN_REPEATS), ("format.repetition_penalty", ex(), _varied("\u200b"))]
+    items += [(f"format.{name}", ex(), f"<think>{c}</think><answer>{c}</answer>")
+              for c in EMPTY_RENDERING for name in CONTENT_REWARDS]
+    start = time.monotonic()
+    with ScoringService(REWARDS, workers=1) as service:
+        outs = service.score(items)
+    assert time.monotonic() - start < 60
+    assert [(o.score, o.status) for o in outs[:2]] == [(pytest.approx(PLAIN_REPEATS_SCORE), Status.PARTIAL)] * 2
+    assert [(o.score, o.status) for o in outs[2:]] == [(0.0, Status.INCORRECT)] * (len(items) - 2)
+
+
+def test_a4_a5_through_the_cli(tmp_path):
+    rows = [{"id": "rep-plain", "prompt": "p", "answer": "7", "completion": PLAIN_REPEATS},
+            {"id": "rep-zw", "prompt": "p", "answer": "7", "completion": _varied("\u200b")}]
+    rows += [{"id": f"U+{ord(c):04X}", "prompt": "p", "answer": "7",
+              "completion": f"<think>{c}</think><answer>{c}</answer>"} for c in EMPTY_RENDERING if not 0xD800 <= ord(c) <= 0xDFFF]
+    # lone surrogates are left out here: they go through the service above (grpo-env score cannot
+    # yet write them back to its output file)
+    out, took = run_score_cli("format_demo", rows, tmp_path)
+    assert took < 60, f"took {took:.1f}s"
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    for r in out[:2]:
+        rep = r["rewards"]["format.repetition_penalty"]
+        assert (rep["score"], rep["status"]) == (pytest.approx(PLAIN_REPEATS_SCORE), "partial"), r["id"]
+    for r in out[2:]:
+        for name in CONTENT_REWARDS:
+            outcome = r["rewards"][f"format.{name}"]
+            assert (outcome["score"], outcome["status"]) == (0.0, "incorrect"), (r["id"], name, outcome)
+        assert r["score"] == 0.25, r  # only tag_count

@@ -386,3 +386,104 @@ def test_every_finding_through_the_score_cli(tmp_path):
     assert all(r["rewards"]["math.answer"]["status"] != "timeout" for r in rows)
     assert elapsed < 60
     assert _alive_with(str(src)) == []
+
+
+# ---- red-team round 2: a list whose items disagree (A3), a relation or interval that is not a value (R5) ----
+
+# a list against one value states that value only when every item is exactly the same value: no rule
+# that widens a gold (a percent gold accepting the bare number, a long decimal for an exact gold)
+# applies between the items themselves
+LIST_HEDGES = {
+    "percent_and_bare": ("1/2", "50\\%, 50", I),  # reported: scored correct
+    "percent_bare_and_decimal": ("1/2", "50\\%, 50, 0.5", I),  # reported: scored correct
+    "bare_alone": ("1/2", "50", I),
+    "percent_gold_percent_and_bare": ("50\\%", "50\\%, 50", I),
+    "percent_gold_bare_and_percent": ("50\\%", "50, 50\\%", I),
+    "exact_and_long_decimal": ("\\frac{1}{3}", "\\frac{1}{3}, 0.333333333333333333", I),
+    "long_decimal_and_exact": ("\\frac{1}{3}", "0.333333333333333333, \\frac{1}{3}", I),
+    "relation_and_value": ("3", "x = 3, 3", I),
+}
+# the same value written twice is still one answer
+LIST_REPEATS = {
+    "same_number": ("18", "18, 18"),
+    "decimal_and_fraction": ("1/2", "0.5, \\frac{1}{2}"),
+    "percent_and_decimal": ("1/2", "50\\%, 0.5"),
+    "percent_gold_repeated": ("50\\%", "50\\%, 50\\%"),
+    "same_expression_two_forms": ("(x+1)^2", "x^2+2x+1, (x+1)^2"),
+}
+# ``v = expr`` names a value only when v is not in expr; an infinite end is open, so a closed bracket
+# there is malformed and does not parse
+NOT_VALUES = {
+    "variable_on_both_sides": ("x+1", "x = x + 1", I),  # reported: scored correct
+    "variable_cancels": ("x", "x = 2x - x", I),
+    "value_on_the_left": ("x+1", "x + 1 = x", I),
+    "closed_at_plus_infinity": ("(3, \\infty)", "(3, \\infty]", U),  # reported: scored correct
+    "closed_at_minus_infinity": ("(-\\infty, 3)", "[-\\infty, 3)", U),
+    "closed_both_infinite": ("(-\\infty, \\infty)", "[-\\infty, \\infty]", U),
+    "closed_infinity_for_closed_gold": ("[3, \\infty)", "[3, \\infty]", U),
+    "closed_infinity_for_relation_gold": ("x > 3", "(3, \\infty]", U),
+}
+STILL_VALUES = {
+    "relation_value": ("3", "x = 3"),
+    "relation_value_reversed": ("3", "3 = x"),
+    "relation_gold_value_answer": ("x = 3", "3"),
+    "open_ray": ("(3, \\infty)", "(3, \\infty)"),
+    "closed_ray": ("[3, \\infty)", "[3, \\infty)"),
+    "ray_as_relation": ("[3, \\infty)", "x \\ge 3"),
+    "whole_line": ("(-\\infty, \\infty)", "(-\\infty, \\infty)"),
+}
+ROUND_2 = [(g, a, s) for g, a, s in list(LIST_HEDGES.values()) + list(NOT_VALUES.values())]
+ROUND_2 += [(g, a, C) for g, a in list(LIST_REPEATS.values()) + list(STILL_VALUES.values())]
+
+
+@pytest.mark.parametrize("name", sorted(LIST_HEDGES))
+def test_a3_list_items_must_be_the_same_value(name):
+    gold, answer, status = LIST_HEDGES[name]
+    out, elapsed = in_process(gold, f"So the answer is \\boxed{{{answer}}}")
+    assert_outcome(out, status)
+    assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("name", sorted(LIST_REPEATS))
+def test_a3_a_repeated_value_still_scores(name):
+    gold, answer = LIST_REPEATS[name]
+    out, elapsed = in_process(gold, f"So the answer is \\boxed{{{answer}}}")
+    assert_outcome(out, C)
+    assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("name", sorted(NOT_VALUES))
+def test_r5_self_reference_and_closed_infinity_are_not_values(name):
+    gold, answer, status = NOT_VALUES[name]
+    out, elapsed = in_process(gold, f"\\boxed{{{answer}}}")
+    assert_outcome(out, status)
+    assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("name", sorted(STILL_VALUES))
+def test_r5_honest_relations_and_rays_still_score(name):
+    gold, answer = STILL_VALUES[name]
+    out, elapsed = in_process(gold, f"\\boxed{{{answer}}}")
+    assert_outcome(out, C)
+    assert elapsed < 2.0
+
+
+def test_a3_r5_through_the_scoring_service():
+    outs = through_service([(g, f"\\boxed{{{a}}}") for g, a, _ in ROUND_2])
+    assert [o.status for o in outs] == [s for _, _, s in ROUND_2]
+    assert [o.score for o in outs] == [1.0 if s is C else 0.0 for _, _, s in ROUND_2]
+
+
+def test_a3_r5_through_the_score_cli(tmp_path):
+    src, dst = tmp_path / "round2-rows.jsonl", tmp_path / "scored.jsonl"
+    src.write_text("".join(json.dumps({"question": "q", "answer": g, "completion": f"So \\boxed{{{a}}}"}) + "\n"
+                           for g, a, _ in ROUND_2))
+    start = time.monotonic()
+    proc = subprocess.run([GRPO_ENV, "score", "math", "--input", str(src), "--output", str(dst), "--workers", "1"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.monotonic() - start < 60
+    rows = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert [(r["answer"], r["status"], r["score"]) for r in rows] == [
+        (g, s.value, 1.0 if s is C else 0.0) for g, _, s in ROUND_2]
+    assert _alive_with(str(src)) == []

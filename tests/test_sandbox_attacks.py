@@ -63,13 +63,14 @@ def score(*completions: str, bound: float = 30.0, example=ESCAPE):
     """Score completions in order through a fresh ScoringService (one worker, so one sandbox sees
     them all, as a GRPO group would share it); assert the time bound and that nothing is left."""
     ipc, shm = _sysvipc(), _dev_shm()
+    before = set(_sandbox_processes())  # sandboxes other tests keep (a default_sandbox per thread)
     start = time.monotonic()
     with ScoringService(REWARDS, workers=1) as service:
         outs = service.score([("code.tests", example, c) for c in completions])
     took = time.monotonic() - start
     assert took < bound, f"took {took:.1f}s"
     deadline = time.monotonic() + 5
-    while (left := _sandbox_processes()) and time.monotonic() < deadline:
+    while (left := set(_sandbox_processes()) - before) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"processes survived: {left}"
     assert _sysvipc() == ipc, "SysV IPC objects left on the host"
@@ -404,3 +405,82 @@ def test_attack_suite_as_an_unprivileged_user_with_an_interpreter_under_tmp(tmp_
     assert proc.returncode == 0, tail
     assert " passed" in tail and "failed" not in tail, tail
     assert not any((work / "python" / "lib").rglob("sitecustomize.py")), "a run wrote into the user's interpreter"
+
+
+# ---------------------------------------------------------------------------------------------
+# found by the red-team review of the design above
+
+
+FLIP = {"task_id": "HE/flip", "prompt": "def flip(s):\n    \"\"\"Reverse s.\"\"\"\n", "entry_point": "flip",
+        "test": "def check(candidate):\n    for s in ['ab', 'abc', 'hello']:\n        assert candidate(candidate(s)) == s\n"
+                "        assert candidate(s) == s[::-1]\n"}
+
+
+def test_a_reply_nested_to_the_limit_cannot_make_the_suite_not_applicable():
+    """A reply the candidate may send (nested 99 deep) must also be one the tester may send back:
+    else a wrong answer turns its suite `not_applicable`, out of training."""
+    ex = example_from_row(FLIP, {}).model_copy(update={"task": "code"})
+    deep = "def flip(s):\n    v = 0\n    for _ in range(99):\n        v = [v]\n    return v\n"
+    wrong, attack, honest = score("def flip(s):\n    return s\n", deep, "def flip(s):\n    return s[::-1]\n", example=ex)
+    assert attack.status is Status.INCORRECT and attack.score <= wrong.score, attack
+    assert honest.status is Status.CORRECT
+
+
+def test_stop_iteration_from_the_candidate_does_not_end_the_tests_iteration():
+    """`raise StopIteration` re-raised by name would end `all(map(candidate, ...))` early (a pass)."""
+    row = {"task_id": "HE/even", "prompt": "def is_even(n):\n    \"\"\"True if n is even.\"\"\"\n", "entry_point": "is_even",
+           "test": "def check(candidate):\n    assert all(map(candidate, [2, 4, 6, 8]))\n"
+                   "    assert not any(map(candidate, [1, 3, 5]))\n    assert list(map(candidate, [1, 2])) == [False, True]\n"}
+    ex = example_from_row(row, {}).model_copy(update={"task": "code"})
+    wrong, attack = score("def is_even(n):\n    return n % 3 == 0\n", "def is_even(n):\n    raise StopIteration\n", example=ex)
+    assert attack.score <= wrong.score == 0.0 and attack.status is not Status.CORRECT, attack
+
+
+def test_a_record_built_to_collide_in_hash_tables_is_refused_fast():
+    """A result decoded into a set of ints sharing one hash would cost the trusted parent O(N^2)
+    (60,000 of them: past the worker's 30 s deadline); such a set is not plain data."""
+    flood = ("import gc\n_P = 2**61 - 1\n"
+             "for _m in gc.get_objects():\n"
+             "    if type(_m).__name__ == 'module' and getattr(_m, '__name__', '') == 'grpo_sandbox_codec':\n"
+             "        _m.encode = lambda x: {'$s': [i * _P for i in range(60000)]}\n"
+             "def f():\n    return 0\n")
+    (out,) = score(flood, bound=10)
+    assert_defended(out)
+    with Sandbox(Limits(wall=3)) as box:  # in-process, no scoring deadline to hide behind
+        start = time.monotonic()
+        out = judge_function(flood, "f", [FunctionTest([], "escaped")], sandbox=box)
+        assert time.monotonic() - start < 5 and out.score == 0.0, out
+
+
+def test_mbpp_asserts_see_the_modules_a_solution_would_have_imported():
+    """MBPP's harness ran the solution and its asserts in one namespace, so `math.isclose` in an
+    assert found the solution's `import math`: the tester offers the standard modules likewise."""
+    row = {"task_id": 9001, "text": "Volume of a sphere.", "test_list": [
+        "assert math.isclose(volume_sphere(10), 4188.790204786391, rel_tol=0.001)",
+        "assert math.isclose(volume_sphere(25), 65449.84694978735, rel_tol=0.001)"]}
+    ex = example_from_row(row, {}).model_copy(update={"task": "code"})
+    honest, wrong = score("import math\ndef volume_sphere(r):\n    return (4 / 3) * math.pi * r ** 3\n",
+                          "def volume_sphere(r):\n    return r\n", example=ex)
+    assert honest.status is Status.CORRECT, honest
+    assert wrong.status is Status.INCORRECT and wrong.score == 0.0, wrong
+
+
+def test_a_strict_tolerance_stays_strict():
+    """`abs(candidate(x) - y) < tol` holds for a distance below tol only, as in Python."""
+    row = {"task_id": "HE/half", "prompt": "def half(x):\n", "entry_point": "half",
+           "test": "def check(candidate):\n    assert abs(candidate(1.0) - 0.5) < 0.25\n    assert abs(candidate(3.0) - 1.5) <= 0.25\n"}
+    ex = example_from_row(row, {}).model_copy(update={"task": "code"})
+    assert ex.gold["tests"], "converted to data"
+    edge, inside = score("def half(x):\n    return x / 2 + 0.25\n", "def half(x):\n    return x / 2 + 0.125\n", example=ex)
+    assert edge.score == 0.5 and edge.status is Status.PARTIAL, edge  # 0.25 away: fails `<`, passes `<=`
+    assert inside.status is Status.CORRECT
+
+
+def test_mbpp_test_imports_are_part_of_the_tests_set_up():
+    """MBPP's "sanitized" rows list the imports their asserts need (`test_imports`)."""
+    row = {"task_id": 9002, "prompt": "Sort and count.", "test_imports": ["import textwrap as tw"],
+           "test_list": ["assert tw.dedent(wrap_it('  a')) == 'a'", "assert wrap_it('b') == 'b'"]}
+    ex = example_from_row(row, {}).model_copy(update={"task": "code"})
+    assert ex.gold["setup"].startswith("import textwrap as tw")
+    (honest,) = score("def wrap_it(s):\n    return s.strip()\n", example=ex)
+    assert honest.status is Status.CORRECT, honest

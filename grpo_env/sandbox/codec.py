@@ -25,8 +25,8 @@ class NotPlainData(TypeError):
     """A value is not plain data (a model-defined class, a function, a cycle, too deep ...)."""
 
 
-def _enc(x, depth):
-    if depth > MAX_DEPTH:
+def _enc(x, depth, limit=MAX_DEPTH):
+    if depth > limit:
         raise NotPlainData("value nested too deeply")
     t = type(x)
     if x is None or t is bool or t is str:
@@ -38,26 +38,26 @@ def _enc(x, depth):
     if t is float:
         return x if math.isfinite(x) else {"$x": repr(x)}
     if t is list:
-        return [_enc(v, depth + 1) for v in x]
+        return [_enc(v, depth + 1, limit) for v in x]
     if t is tuple:
-        return {"$t": [_enc(v, depth + 1) for v in x]}
+        return {"$t": [_enc(v, depth + 1, limit) for v in x]}
     if t is set or t is frozenset:
-        items = [_enc(v, depth + 1) for v in x]
+        items = [_enc(v, depth + 1, limit) for v in x]
         items.sort(key=lambda v: json.dumps(v, sort_keys=True))
         return {"$s" if t is set else "$f": items}
     if t is dict:
         if all(type(k) is str and not k.startswith("$") for k in x):
-            return {k: _enc(v, depth + 1) for k, v in x.items()}
-        return {"$d": [[_enc(k, depth + 1), _enc(v, depth + 1)] for k, v in x.items()]}
+            return {k: _enc(v, depth + 1, limit) for k, v in x.items()}
+        return {"$d": [[_enc(k, depth + 1, limit), _enc(v, depth + 1, limit)] for k, v in x.items()]}
     if t is bytes:
         return {"$b": x.hex()}
     raise NotPlainData(f"a value of type {t.__name__} is not plain data")
 
 
-def encode(x) -> object:
+def encode(x, max_depth: int = MAX_DEPTH) -> object:
     """A JSON-ready tagged form of plain data ``x``; raises :class:`NotPlainData` otherwise."""
     try:
-        return _enc(x, 0)
+        return _enc(x, 0, max_depth)
     except RecursionError:
         raise NotPlainData("value nested too deeply") from None
 
@@ -87,15 +87,12 @@ def decode(j) -> object:
             return tuple(decode(v) for v in body)
         if tag in ("$s", "$f"):
             items = [decode(v) for v in body]
-            try:
-                return set(items) if tag == "$s" else frozenset(items)
-            except TypeError:
-                raise NotPlainData("set of unhashable values") from None
+            _check_hashes(items, "set of unhashable values")
+            return set(items) if tag == "$s" else frozenset(items)
         if tag == "$d":
-            try:
-                return {decode(k): decode(v) for k, v in body}
-            except TypeError:
-                raise NotPlainData("dict with unhashable keys") from None
+            pairs = [(decode(k), decode(v)) for k, v in body]
+            _check_hashes([k for k, _ in pairs], "dict with unhashable keys")
+            return dict(pairs)
         if tag == "$x":
             return float(body)
         if tag == "$b":
@@ -103,6 +100,19 @@ def decode(j) -> object:
         if tag == "$i":
             return int(body, 16)
     return {k: decode(v) for k, v in j.items()}
+
+
+def _check_hashes(items: list, unhashable: str) -> None:
+    """Refuse set elements or dict keys built to collide in a hash table: ints (and floats, and
+    tuples of them) hash deterministically, so N chosen values can share one hash and cost O(N^2)
+    to insert. Distinct values almost never share a hash; a value repeated is not what encode
+    writes either."""
+    try:
+        distinct = len({hash(i) for i in items})
+    except TypeError:
+        raise NotPlainData(unhashable) from None
+    if len(items) > 64 and distinct < len(items) * 0.9:
+        raise NotPlainData(f"{len(items)} set elements or keys with only {distinct} distinct hashes")
 
 
 def loads(text: str) -> object:

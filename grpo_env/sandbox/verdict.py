@@ -23,12 +23,13 @@ Check = Literal["eq", "truthy", "falsy", "close"]
 class FunctionTest:
     """Call the entry point with ``args``; ``check`` says how to judge the result:
     ``eq`` (type-strict equality with ``expected``), ``truthy``/``falsy``, or ``close``
-    (``abs(result - expected) <= tol``)."""
+    (``abs(result - expected) <= tol``, or ``< tol`` when ``strict``)."""
 
     args: Sequence[Any]
     expected: Any = None
     check: Check = "eq"
     tol: float = 0.0
+    strict: bool = False  # close: the distance must be below tol (``<``), not at most (``<=``)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def _judge(rec: dict | None, test: FunctionTest, cmp: Compare) -> tuple[bool, st
     if test.check == "falsy":
         return not value, "" if not value else f"result is truthy: {_short(value)}"
     if test.check == "close":
-        ok = type(value) in (int, float) and type(test.expected) in (int, float) and abs(value - test.expected) <= test.tol
+        ok = type(value) in (int, float) and type(test.expected) in (int, float) and (
+            abs(value - test.expected) < test.tol if test.strict else abs(value - test.expected) <= test.tol)
         return ok, "" if ok else "result not within tolerance"
     ok = codec.equal(value, test.expected, rel_tol=cmp.rel_tol, abs_tol=cmp.abs_tol, strict_bool=cmp.strict_bool)
     return ok, "" if ok else f"wrong result: got {_short(value)}, expected {_short(test.expected)}"

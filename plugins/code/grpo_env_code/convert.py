@@ -55,8 +55,9 @@ def _call_args(node: ast.AST, names: set[str]) -> list[Any] | None:
     return None
 
 
-def _test(args: list[Any], expected: Any = None, check: str = "eq", tol: float = 0.0) -> dict[str, Any]:
-    return {"args": codec.encode(args), "expected": codec.encode(expected), "check": check, "tol": tol}
+def _test(args: list[Any], expected: Any = None, check: str = "eq", tol: float = 0.0, strict: bool = False) -> dict[str, Any]:
+    out = {"args": codec.encode(args), "expected": codec.encode(expected), "check": check, "tol": tol}
+    return {**out, "strict": True} if strict else out
 
 
 def convert_assert(node: ast.Assert, names: set[str]) -> dict[str, Any] | None:
@@ -90,7 +91,7 @@ def convert_assert(node: ast.Assert, names: set[str]) -> dict[str, Any] | None:
                 if args is not None:
                     expected, tol = _literal(other), _literal(right)
                     if type(expected) in (int, float) and type(tol) in (int, float):
-                        return _test(args, expected, "close", float(tol))
+                        return _test(args, expected, "close", float(tol), strict=isinstance(op, ast.Lt))
     raise NotConvertible(ast.unparse(t))
 
 

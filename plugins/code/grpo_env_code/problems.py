@@ -62,6 +62,9 @@ def from_humaneval(row: dict[str, Any], options: dict[str, Any]) -> Example:
 def from_mbpp(row: dict[str, Any], options: dict[str, Any]) -> Example:
     tests = list(row["test_list"]) + (list(row.get("challenge_test_list") or []) if options.get("mbpp_challenge") else [])
     conv, entry = convert_mbpp(tests, str(row.get("test_setup_code") or ""), row.get("entry_point"))
+    imports = "\n".join(str(i) for i in row.get("test_imports") or [])  # MBPP "sanitized": what the asserts use
+    if imports and not conv.converted:
+        conv.setup = f"{imports}\n{conv.setup}"
     text = str(row.get("text") or row.get("prompt") or "")
     prompt = MBPP_INSTRUCTION.format(text=text, entry_point=entry, example=row["test_list"][0])
     gold = {"kind": "function", "prompt_code": "", "entry_point": entry, "tests": conv.tests, "setup": conv.setup,

@@ -53,7 +53,8 @@ def code_tests(completion: str, example: Example) -> Outcome:
         out = judge_program(prog.code, cases, compare=compare, sandbox=box, limits=limits, budget=STDIO_BUDGET)
     elif gold.get("tests"):
         tests = [FunctionTest(args=codec.decode(t["args"]), expected=codec.decode(t.get("expected")),
-                              check=t.get("check", "eq"), tol=float(t.get("tol", 0.0))) for t in gold["tests"]]
+                              check=t.get("check", "eq"), tol=float(t.get("tol", 0.0)), strict=bool(t.get("strict")))
+                 for t in gold["tests"]]
         out = judge_function(prog.code, gold["entry_point"], tests, compare=compare, sandbox=box, limits=limits)
     elif gold.get("steps"):
         out = judge_asserts(prog.code, gold["entry_point"], gold.get("setup", ""), gold["steps"],

@@ -13,6 +13,8 @@ import numpy as np
 
 from grpo_env import Example, Outcome
 
+from grpo_env_format.scan import drop_invisible
+
 DEFAULT_MAX_LEN = 2048
 DEFAULT_OVERLONG_BUFFER = 512
 DEFAULT_NGRAM = 3
@@ -95,14 +97,16 @@ def count_ngrams(words: list[str], n: int) -> tuple[int, int]:
 def repetition_penalty(completion: str, example: Example) -> Outcome:
     """Minus the fraction of word n-grams that repeat an earlier one (n from ``gold["format"]["ngram"]``, default 3).
 
-    Words are split on whitespace and compared exactly (case and punctuation kept). The score is
-    in [-1, 0]: 0 when no n-gram repeats (or the text has fewer than n words).
+    Invisible characters (blank but not whitespace: zero-width, combining marks, fillers) are
+    dropped first, so they neither split a word nor make a repeat look new; words are then split
+    on whitespace and compared exactly (case and punctuation kept). The score is in [-1, 0]: 0
+    when no n-gram repeats (or the text has fewer than n words).
     """
     try:
         n = _param(example, "ngram", DEFAULT_NGRAM, 1)
     except BadParameter as e:
         return Outcome.not_applicable(str(e))
-    total, distinct = count_ngrams(completion.split(), n)
+    total, distinct = count_ngrams(drop_invisible(completion).split(), n)
     repeated = total - distinct
     details = {"ngram": n, "ngrams": total, "repeated": repeated}
     if repeated == 0:

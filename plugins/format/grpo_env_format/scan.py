@@ -3,7 +3,8 @@
 Tags are the exact ASCII strings (case-sensitive): a look-alike letter, a full-width ``＜``, a
 zero-width character or a NUL byte inside a tag makes it ordinary text. Every function here does a
 constant number of passes over the text, so a 10 MB completion costs milliseconds, whatever it holds
-(the first long run of blank characters in a process also builds a lookup table, once, in ~0.3 s).
+(a lookup table is built once per process, in ~0.5 s: on the first long run of blank characters, or
+the first non-ASCII text the repetition penalty reads).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import numpy as np
 # Blank characters render as nothing, so a block holding only them is empty: whitespace (what
 # str.isspace() accepts), controls (Cc), format characters (Cf: zero-width, BOM, bidi marks, tags),
 # marks that need a base (Mn, Me: combining marks, variation selectors), separators (Zs, Zl, Zp),
-# and the letters and symbols that are drawn empty: the Hangul fillers and the Braille blank.
-BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Mn", "Me", "Zs", "Zl", "Zp"})
-BLANK_LOOKALIKES = "\u115f\u1160\u3164\uffa0\u2800"
+# code points with no agreed glyph (Co: private use, Cn: unassigned and noncharacters, Cs: lone
+# surrogates), and the letters and symbols that are drawn empty: the Hangul fillers, the Braille
+# blank, the musical null notehead and the object replacement character.
+BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Mn", "Me", "Zs", "Zl", "Zp", "Co", "Cn", "Cs"})
+BLANK_LOOKALIKES = "\u115f\u1160\u3164\uffa0\u2800\U0001d159\ufffc"
 _SHORT = 64  # blocks up to this long are checked one character at a time
 
 
@@ -31,7 +34,7 @@ def is_blank_char(ch: str) -> bool:
 
 @cache
 def _blank_table() -> np.ndarray:
-    """``is_blank_char`` for every code point, as one flag each (built once per process, ~0.3 s)."""
+    """``is_blank_char`` for every code point, as one flag each (built once per process, ~0.5 s)."""
     size = sys.maxunicode + 1
     return np.fromiter((is_blank_char(chr(c)) for c in range(size)), dtype=bool, count=size)
 
@@ -49,6 +52,32 @@ def is_blank(text: str) -> bool:
         return True
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
     return bool(_blank_table()[codes].all())
+
+
+@cache
+def _invisible_table() -> np.ndarray:
+    """Blank but not whitespace, for every code point: what ``drop_invisible`` removes."""
+    table = _blank_table().copy()
+    table[[c for c in range(sys.maxunicode + 1) if chr(c).isspace()]] = False
+    return table
+
+
+# the ASCII characters that are blank but do not split words: controls such as NUL and DEL
+_ASCII_INVISIBLE = {c: None for c in range(128) if is_blank_char(chr(c)) and not chr(c).isspace()}
+
+
+def drop_invisible(text: str) -> str:
+    """``text`` without its blank characters that are not whitespace (zero-width, marks, fillers...).
+
+    Invisible characters do not split words, so ``"a\\u200bb"`` becomes the word ``ab``: a reader
+    sees the same words either way, and a varied count of them cannot make repeats look distinct.
+    Linear: ASCII text is translated in C; other text is filtered through one table, vectorised.
+    """
+    if text.isascii():
+        return text.translate(_ASCII_INVISIBLE)
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    kept = codes[~_invisible_table()[codes]]
+    return kept.tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def is_whitespace(text: str) -> bool:

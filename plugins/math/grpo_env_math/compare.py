@@ -63,8 +63,9 @@ def _rounded_equal(g: sympy.Expr, p: sympy.Expr, gold_decimals: int | None) -> b
     return False
 
 
-def expr_equal(g: sympy.Expr, p: sympy.Expr, gold_decimals: int | None = None) -> bool:
-    """Whether two expressions are the same value (gold ``g``, answer ``p``)."""
+def expr_equal(g: sympy.Expr, p: sympy.Expr, gold_decimals: int | None = None, *, rounding: bool = True) -> bool:
+    """Whether two expressions are the same value (gold ``g``, answer ``p``). With ``rounding``
+    off, only the exact value counts (no decimal read as a rounding): a symmetric test."""
     if _bad(g) or _bad(p):
         return False
     if g == p:
@@ -72,7 +73,7 @@ def expr_equal(g: sympy.Expr, p: sympy.Expr, gold_decimals: int | None = None) -
     if g.has(sympy.oo, -sympy.oo) or p.has(sympy.oo, -sympy.oo):
         return False  # different infinities, or infinity against a number
     if not (g.free_symbols or p.free_symbols):
-        if _rounded_equal(g, p, gold_decimals):
+        if rounding and _rounded_equal(g, p, gold_decimals):
             return True
         if g.is_Rational and p.is_Rational:
             return False  # two exact numbers that are not the same number
@@ -90,10 +91,11 @@ def _scalar_equal(g: Scalar, p: Scalar, gold_decimals: int | None) -> bool:
 
 
 def _relation_value(r: Relation) -> sympy.Expr | None:
-    """``x = 3`` names the value 3 (either side may hold the variable)."""
+    """``x = 3`` names the value 3 (either side may hold the variable). The other side must hold no
+    variable at all, the named one least of all: ``x = x + 1`` is an equation, not the value ``x + 1``."""
     if r.op != "=":
         return None
-    if r.lhs.is_Symbol and not r.rhs.free_symbols - {r.lhs}:
+    if r.lhs.is_Symbol and not r.rhs.free_symbols:
         return r.rhs
     if r.rhs.is_Symbol and not r.lhs.free_symbols:
         return r.lhs
@@ -164,6 +166,15 @@ def _is_ray(v: Seq) -> bool:
         and any(x.expr.is_infinite for x in v.items)
 
 
+def _same_value(a: Value, b: Value) -> bool:
+    """Whether two items of one list are exactly the same value, tested symmetrically: no rule that
+    widens a gold (a percent gold taking the bare number, a long decimal for an exact gold) applies
+    between items, or ``50\\%, 50`` would pass as one answer and hedge between 1/2 and 50."""
+    if isinstance(a, Scalar) and isinstance(b, Scalar):
+        return expr_equal(a.expr, b.expr, rounding=False)
+    return a == b  # other shapes: only the same parse (refuse when in doubt)
+
+
 def _matrix_items(m: Matrix) -> tuple | None:
     """A one-row or one-column matrix as the vector it is."""
     if len(m.rows) == 1:
@@ -178,7 +189,7 @@ def equal(gold: Value, pred: Value, gold_decimals: int | None = None) -> bool:
     if isinstance(pred, Seq) and pred.kind in ("list", "hedge") and not isinstance(gold, Seq) and pred.items:
         # "18, 18" or \\boxed{18} \\boxed{18} states one answer; two distinct ones never win
         first = pred.items[0]
-        if len(pred.items) <= 8 and all(equal(first, other) for other in pred.items[1:]):
+        if len(pred.items) <= 8 and all(_same_value(first, other) for other in pred.items[1:]):
             return equal(gold, first, gold_decimals)
         return False
     if isinstance(pred, Seq) and pred.kind == "hedge":

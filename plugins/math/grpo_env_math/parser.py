@@ -37,6 +37,11 @@ _CLOSERS = {")", "]", "}", "\\}", "|", "&", "\\\\"}
 _MATRIX_ENVS = {"pmatrix", "bmatrix", "matrix", "Bmatrix", "vmatrix", "smallmatrix", "array"}
 
 
+def _infinite(e: sympy.Expr) -> bool:
+    """Whether an interval end is, or holds, an infinity (``\\infty``, ``-\\infty``, ``2\\infty``)."""
+    return e.has(sympy.oo, -sympy.oo, sympy.zoo)
+
+
 def _sym(name: str) -> sympy.Symbol:
     # every model symbol is declared the same way, so gold and answer symbols compare equal
     return sympy.Symbol(name)
@@ -230,6 +235,9 @@ class Parser:
             lo, hi = items
             if not (isinstance(lo, Scalar) and isinstance(hi, Scalar)):
                 raise unparsable("interval ends must be numbers")
+            # an infinite end is open: [3, \infty] is malformed, not a way to write [3, \infty)
+            if (open_ == "[" and _infinite(lo.expr)) or (close == "]" and _infinite(hi.expr)):
+                raise unparsable("a closed bracket at an infinite end")
             return Interval(lo.expr, hi.expr, open_ == "(", close == ")")
         if open_ != "(" or close != ")":
             if open_ == "[" and close == "]":
