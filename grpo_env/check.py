@@ -1,7 +1,10 @@
 """`grpo-env check`: run a task's own fixtures through the real scoring service, twice.
 
 A task passes when it ships fixtures, every fixture gets the judgement it declares, two runs give
-identical outcomes, and its example streams are deterministic for a (split, seed).
+identical outcomes, and its example streams are deterministic for a (split, seed). A failure says
+why in full: an ``error`` outcome brings its message and traceback (as lines, not escaped), since
+"(error)" alone sends the author hunting. A fixture aimed at an optional component that is absent
+(its plugin is not installed) is skipped, not failed.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 
 from grpo_env.plugins import Registry
 from grpo_env.scoring import ScoringService
-from grpo_env.types import Fixture, Scored, Status, Task
+from grpo_env.types import Fixture, Outcome, Scored, Status, Task
 
 SAMPLE = 8  # examples drawn per split for the determinism check
 
@@ -22,12 +25,28 @@ class TaskCheck:
     task: str
     fixtures: int = 0
     passed: int = 0
+    skipped: list[str] = field(default_factory=list)  # fixtures of absent optional components
     deterministic: bool = True
     problems: list[str] = field(default_factory=list)
+    flagged: list[str] = field(default_factory=list)  # the task's own flags: known, refused in training
 
     @property
     def ok(self) -> bool:
-        return not self.problems and self.fixtures > 0 and self.passed == self.fixtures and self.deterministic
+        run = self.fixtures - len(self.skipped)
+        return not self.problems and run > 0 and self.passed == run and self.deterministic
+
+
+def describe(name: str, outcome: Outcome) -> str:
+    """``name=score (status)``, plus the reason an ``error`` or ``not_applicable`` outcome gives
+    and, for an error, its traceback as indented lines."""
+    text = f"{name}={outcome.score:g} ({outcome.status})"
+    reason = outcome.details.get("error") or outcome.details.get("reason")
+    if outcome.status.excluded and reason:
+        text += f": {reason}"
+    tb = outcome.details.get("traceback")
+    if outcome.status is Status.ERROR and isinstance(tb, str) and tb.strip():
+        text += "\n" + "\n".join("    " + line for line in tb.rstrip().splitlines())
+    return text
 
 
 def judge(fixture: Fixture, scored: Scored, task: Task, registry: Registry) -> str | None:
@@ -36,7 +55,7 @@ def judge(fixture: Fixture, scored: Scored, task: Task, registry: Registry) -> s
     if fixture.expect == "full":
         short = {n: o for n, o in comps.items() if o.score != registry.rewards[n].max_score}
         if scored.status is Status.ERROR or short:
-            got = ", ".join(f"{n}={o.score:g} ({o.status})" for n, o in (short or comps).items())
+            got = ", ".join(describe(n, o) for n, o in (short or comps).items())
             return f"expected full marks, got {got}"
         return None
     name = fixture.reward
@@ -45,12 +64,17 @@ def judge(fixture: Fixture, scored: Scored, task: Task, registry: Registry) -> s
     if fixture.expect == "zero":
         value = comps[name].score if name else scored.total
         if math.isnan(value) or value != 0:
-            return f"expected {name or 'total'} = 0, got {value:g} ({(comps[name] if name else scored).status})"
+            if name:
+                return f"expected {name} = 0, got {describe(name, comps[name])}"
+            why = "; ".join(describe(n, o) for n, o in comps.items() if o.status.excluded)
+            return f"expected total = 0, got {value:g} ({scored.status})" + (f": {why}" if why else "")
         return None
     want = Status(fixture.expect)
-    got = comps[name or next(iter(task.rewards))]
+    name = name or next(iter(task.rewards))
+    got = comps[name]
     if got.status is not want:
-        return f"expected status {want} from {name or next(iter(task.rewards))}, got {got.status} {got.details}"
+        extra = "" if got.status.excluded else f" {got.details}"
+        return f"expected status {want} from {name}, got {describe(name, got)}{extra}"
     return None
 
 
@@ -62,6 +86,10 @@ def _stream_sample(task: Task, split: str, seed: int) -> list[str]:
 def check_task(task: Task, registry: Registry, service: ScoringService) -> TaskCheck:
     result = TaskCheck(task=task.name)
     try:
+        result.flagged = task.flagged() if task.flagged else []
+    except Exception as e:
+        result.problems.append(f"its flags could not be computed: {type(e).__name__}: {e}")
+    try:
         fixtures = task.get_fixtures()
     except Exception as e:
         result.problems.append(f"fixtures could not be built: {type(e).__name__}: {e}")
@@ -69,12 +97,18 @@ def check_task(task: Task, registry: Registry, service: ScoringService) -> TaskC
     result.fixtures = len(fixtures)
     if not fixtures:
         result.problems.append("the task ships no fixtures")
+    absent = {r for r in task.optional if r not in task.rewards}
+    for i, f in enumerate(fixtures):
+        if f.reward in absent:
+            result.skipped.append(f"fixture {i} ({f.note or f.example.id}): optional reward {f.reward!r} is absent")
+    index = [i for i, f in enumerate(fixtures) if f.reward not in absent]
+    fixtures = [fixtures[i] for i in index]
     weights = [task.rewards] * len(fixtures)
     examples = [f.example.model_copy(update={"task": task.name}) for f in fixtures]
     completions = [f.completion for f in fixtures]
     first = service.score_examples(weights, examples, completions)
     second = service.score_examples(weights, examples, completions)
-    for i, (fixture, a, b) in enumerate(zip(fixtures, first, second)):
+    for i, fixture, a, b in zip(index, fixtures, first, second):
         why = judge(fixture, a, task, registry)
         if why is None:
             result.passed += 1

@@ -57,12 +57,27 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     table = _table("grpo-env plugins", "plugin", "distribution", "version", "status", "tasks", "rewards")
     for info in sorted(reg.plugins.values(), key=lambda i: i.name):
         status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(info.status, info.status)
-        table.add_row(info.name, info.distribution, info.version, status, ", ".join(info.tasks), ", ".join(info.rewards))
+        if info.dropped:
+            status += f", [red]{len(info.dropped)} task(s) dropped[/]"
+        tasks = ", ".join(f"[red]{t} (dropped)[/]" if t in info.dropped else t for t in info.tasks)
+        table.add_row(info.name, info.distribution, info.version, status, tasks, ", ".join(info.rewards))
     out.print(table)
-    for info in reg.plugins.values():
-        for problem in ([info.error] if info.error else []) + info.problems:
-            out.print(f"[red]{info.name}[/]: {problem}", highlight=False)
-    return 0
+    _print_plugin_problems(reg, blocked=True)
+    return 1 if reg.failures or reg.dropped else 0
+
+
+def _print_plugin_problems(reg: Registry, blocked: bool = False) -> None:
+    """Why each plugin is not (fully) there: failed, blocked or replaced, and its dropped tasks
+    (warnings, such as an optional component left out, are logged when the registry is built)."""
+    from rich.markup import escape
+
+    for info in sorted(reg.plugins.values(), key=lambda i: i.name):
+        if info.status == "failed":
+            out.print(f"[red]plugin {info.name} failed:[/] {escape(info.error)}", highlight=False)
+        elif info.status != "loaded" and blocked:  # blocked or replaced: chosen, not a problem
+            out.print(f"[dim]plugin {info.name} is {info.status}: {escape(info.error)}[/]", highlight=False)
+        for task, why in info.dropped.items():
+            out.print(f"[red]task {task} (plugin {info.name}) dropped:[/] {escape(why)}", highlight=False)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -133,26 +148,66 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Check the named tasks, or everything: then a dropped task or a failed plugin fails too."""
+    from rich.markup import escape
+
     from grpo_env.check import check_task
     from grpo_env.scoring import ScoringService
 
-    reg = _registry()
+    reg = _registry(warn=bool(args.names))
     names = args.names or sorted(reg.tasks)
     tasks = [_task(reg, n) for n in names]
-    if not tasks:
+    dropped = [] if args.names else reg.dropped
+    broken = [] if args.names else reg.failures
+    if not tasks and not dropped and not broken:
         raise CLIError("no tasks registered: install a plugin (see `grpo-env plugins`)")
-    with ScoringService(reg.rewards, workers=args.workers) as service:
-        results = [check_task(t, reg, service) for t in tasks]
+    results = []
+    if tasks:
+        with ScoringService(reg.rewards, workers=args.workers) as service:
+            results = [check_task(t, reg, service) for t in tasks]
     table = _table("grpo-env check", "task", "plugin", "fixtures", "passed", "deterministic", "result")
-    for r in results:
-        verdict = "[green]ok[/]" if r.ok else "[red]FAIL[/]"
-        table.add_row(r.task, reg.origin[("task", r.task)], str(r.fixtures), str(r.passed), str(r.deterministic), verdict)
+    for r in results:  # a flagged task's failures are known (its plugin's conformance check): reported, refused in training
+        verdict = "[green]ok[/]" if r.ok else "[yellow]flagged[/]" if r.flagged else "[red]FAIL[/]"
+        fixtures = f"{r.fixtures}" + (f" ({len(r.skipped)} skipped)" if r.skipped else "")
+        table.add_row(r.task, reg.origin[("task", r.task)], fixtures, str(r.passed), str(r.deterministic), verdict)
+    for plugin, task, _ in dropped:
+        table.add_row(task, plugin, "-", "-", "-", "[red]DROPPED[/]")
     out.print(table)
     for r in results:
+        if r.flagged:
+            out.print(f"[yellow]{r.task}[/]: flagged, refused in training unless the recipe sets allow_flagged: "
+                      f"{escape('; '.join(r.flagged))}", highlight=False)
         for p in r.problems:
-            out.print(f"[red]{r.task}[/]: {p}", highlight=False)
-    broken = reg.failures if not args.names else []  # checking everything: a disabled plugin fails too
-    return 0 if all(r.ok for r in results) and not broken else 1
+            out.print(f"[{'yellow' if r.flagged else 'red'}]{r.task}[/]: {escape(p)}", highlight=False)
+        for s in r.skipped:
+            out.print(f"[dim]{r.task}: skipped {escape(s)}[/]", highlight=False)
+    if not args.names:
+        _print_plugin_problems(reg)
+    return 0 if all(r.ok or r.flagged for r in results) and not broken and not dropped else 1
+
+
+def cmd_rewards(args: argparse.Namespace) -> int:
+    """List rewards, or describe one (what it checks, gold keys, scores, statuses, its tasks)."""
+    from grpo_env.rewards import reward_markdown, rewards_page, score_range
+
+    reg = _registry()
+    origin = {n: reg.origin[("reward", n)] for n in reg.rewards}
+    if args.name is not None:
+        reward = reg.reward(args.name)
+        users = sorted(t for t, task in reg.tasks.items() if reward.name in task.rewards)
+        out.print(reward_markdown(reward, origin[reward.name], escape=args.markdown), markup=False, highlight=False)
+        if not args.markdown:
+            out.print(f"used by tasks: {', '.join(users) or 'none'}", highlight=False)
+        return 0
+    if args.markdown:
+        out.print(rewards_page(reg.rewards, origin, set(origin.values())), markup=False, highlight=False, end="")
+        return 0
+    table = _table("rewards", "reward", "plugin", "score", "timeout (s)", "what it checks")
+    for name, reward in sorted(reg.rewards.items()):
+        described = reward.description or "[yellow](no description)[/]"
+        table.add_row(name, origin[name], score_range(reward), f"{reward.timeout:g}", described)
+    out.print(table)
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -187,7 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from grpo_env.train import main_eval
 
-    return main_eval(args.recipe, args.model, args.overrides)
+    return main_eval(args.recipe, args.model, args.overrides, samples=args.samples, temperature=args.temperature)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -198,6 +253,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportError as e:
         raise CLIError(str(e)) from None
     out.print(f"report: {md} (plots beside it)")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Scaffold a plugin distribution; refuse a name an installed plugin, task or reward already has."""
+    from grpo_env.scaffold import ScaffoldError, names, target_dir, write_plugin
+
+    try:
+        subs = names(args.name)
+        target_dir(args.name, args.dir)  # before the registry loads: a quick answer to a quick mistake
+    except ScaffoldError as e:
+        raise CLIError(str(e)) from None
+    reg = _registry(warn=False)
+    taken = [f"{kind} {n!r}" for kind, n, table in (("plugin", args.name, reg.plugins), ("task", args.name, reg.tasks),
+                                                    ("reward", f"{args.name}.exact", reg.rewards)) if n in table]
+    if taken:
+        raise CLIError(f"cannot create plugin {args.name!r}: {', '.join(taken)} already exist(s) "
+                       "(see `grpo-env plugins`); choose another name")
+    try:
+        root, files = write_plugin(args.name, args.dir)
+    except (ScaffoldError, OSError) as e:
+        raise CLIError(str(e)) from None
+    out.print(f"created {subs['dist']} in {root}/:", highlight=False)
+    for f in files:
+        out.print(f"  {f.relative_to(root)}", highlight=False)
+    out.print(f"next: pip install -e {root} && grpo-env check {args.name} && python -m pytest {root}/tests",
+              highlight=False)
     return 0
 
 
@@ -229,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2)
     s.set_defaults(fn=cmd_check)
 
+    s = sub.add_parser("rewards", help="list rewards, or describe one: what it checks, gold keys, scores, statuses")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--markdown", action="store_true", help="print markdown (the format of docs/rewards.md)")
+    s.set_defaults(fn=cmd_rewards)
+
     s = sub.add_parser("doctor", help="report the sandbox isolation this machine grants")
     s.set_defaults(fn=cmd_doctor)
 
@@ -240,11 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="accuracy per task on the held-out split")
     s.add_argument("recipe")
     s.add_argument("--model", help="a checkpoint or model directory (default: the recipe's model)")
+    s.add_argument("--samples", type=int, default=1, metavar="K",
+                   help="K samples per prompt: pass@1 .. pass@K and the mean reward (default 1: greedy)")
+    s.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0 when K > 1)")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("report", help="regenerate a run directory's plots and markdown summary")
     s.add_argument("run_dir")
     s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("init", help="scaffold a plugin distribution: task, reward, fixtures, tests, recipe")
+    s.add_argument("name", help="the plugin, task and entry-point name (lower case, digits, '_')")
+    s.add_argument("--dir", help="where to write it (default: ./grpo-env-NAME; must not exist or be empty)")
+    s.set_defaults(fn=cmd_init)
     return p
 
 

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from grpo_env.types import Example, Task
+from grpo_env.types import Example, Message, Task
 
 
 class MixtureError(ValueError):
@@ -28,10 +28,25 @@ class MixEntry:
     weight: float = 1.0  # relative sampling weight (normalised over the mix)
     options: dict[str, Any] = field(default_factory=dict)  # validated task options
     rewards: dict[str, float] | None = None  # reward components and weights (None: the task's own)
+    prefill: str = ""  # text the assistant's turn starts with ("": none)
 
     @property
     def reward_weights(self) -> dict[str, float]:
         return dict(self.rewards if self.rewards is not None else self.task.rewards)
+
+    def prepare(self, ex: Example) -> Example:
+        """The example as the model sees it: tagged with its task and, with a prefill, its prompt ending
+        in an assistant message that the model continues (replacing one the task put there: the
+        recipe decides). Carrying the prefill in the prompt keeps it on the prompt side of every
+        tokenisation and tells the scoring glue what to put before the completion
+        (:func:`grpo_env.engine.sampling.prefill_of`)."""
+        update: dict[str, Any] = {}
+        if ex.task != self.task.name:
+            update["task"] = self.task.name
+        if self.prefill:
+            head = ex.prompt[:-1] if ex.prompt[-1].role == "assistant" and len(ex.prompt) > 1 else ex.prompt
+            update["prompt"] = [*head, Message(role="assistant", content=self.prefill)]
+        return ex.model_copy(update=update) if update else ex
 
 
 def epoch_seed(seed: int, entry: int, epoch: int) -> int:
@@ -81,8 +96,7 @@ class TaskMixture:
             if ex is None:
                 raise MixtureError(f"task {self.entries[i].task.name!r} yields no {self.split!r} examples")
         self._pos[i] = (epoch, index + 1)
-        name = self.entries[i].task.name
-        return ex if ex.task == name else ex.model_copy(update={"task": name})
+        return self.entries[i].prepare(ex)
 
     def pick(self) -> int:
         """The index of the next task, drawn by weight."""

@@ -14,7 +14,10 @@ What happens when a plugin is bad (see docs/plugins.md, "When a plugin is broken
 - two plugins register the same task or reward name: loading *stops* with an error naming both
   plugins (silently picking one would train on the wrong reward); block one of them with
   ``GRPO_ENV_BLOCK_PLUGINS``.
-- a task names a reward nobody registered: that task is dropped and the problem recorded on its plugin.
+- a task names a reward nobody registered: that task is dropped and the reason (a close name, or the
+  plugin that would provide it and why it is not loaded) recorded on its plugin; ``grpo-env plugins``
+  and ``grpo-env check`` show it and ``check`` fails. A component the task marks ``optional`` is
+  left out instead, with a warning, and the task stays.
 
 Environment variables: ``GRPO_ENV_PLUGINS`` (comma-separated entry-point names: load only these;
 empty: load none) and ``GRPO_ENV_BLOCK_PLUGINS`` (comma-separated names never loaded).
@@ -22,8 +25,10 @@ empty: load none) and ``GRPO_ENV_BLOCK_PLUGINS`` (comma-separated names never lo
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.metadata
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -37,10 +42,19 @@ from grpo_env.types import Reward, Task
 ENTRY_POINT_GROUP = "grpo_env"
 ENV_ALLOW = "GRPO_ENV_PLUGINS"
 ENV_BLOCK = "GRPO_ENV_BLOCK_PLUGINS"
+log = logging.getLogger(__name__)
 
 
 class PluginError(Exception):
     """A plugin problem that stops the run (or a lookup of something that is not registered)."""
+
+
+class DuplicateError(PluginError):
+    """Two plugins register the same task or reward name (``plugins``: the two plugin names)."""
+
+    def __init__(self, message: str, plugins: tuple[str, str]):
+        super().__init__(message)
+        self.plugins = plugins
 
 
 @dataclass
@@ -50,9 +64,11 @@ class PluginInfo:
     name: str
     distribution: str = ""
     version: str = ""
-    status: str = "loaded"  # loaded | failed | blocked
-    error: str = ""
+    status: str = "loaded"  # loaded | failed | blocked | replaced
+    error: str = ""  # why it failed, is blocked or was replaced
     problems: list[str] = field(default_factory=list)  # e.g. a task dropped for an unknown reward
+    dropped: dict[str, str] = field(default_factory=dict)  # task name -> why it was dropped
+    warnings: list[str] = field(default_factory=list)  # e.g. an optional reward component left out
     tasks: list[str] = field(default_factory=list)
     rewards: list[str] = field(default_factory=list)
 
@@ -71,7 +87,7 @@ class Registry:
             return table[name]
         for info in self.plugins.values():
             if name in info.tasks + info.rewards:
-                why = info.error or "; ".join(info.problems)
+                why = info.dropped.get(name) or info.error or "; ".join(info.problems)
                 raise PluginError(f"{kind} {name!r} of plugin {info.name!r} is unavailable: {why}")
         hint = difflib.get_close_matches(name, table, n=1)
         known = ", ".join(sorted(table)) or "none"
@@ -91,6 +107,16 @@ class Registry:
     def failures(self) -> list[PluginInfo]:
         return [i for i in self.plugins.values() if i.status == "failed"]
 
+    @property
+    def dropped(self) -> list[tuple[str, str, str]]:
+        """(plugin, task, reason) for every task a loaded plugin registered but the registry dropped."""
+        return [(i.name, t, why) for i in self.plugins.values() for t, why in i.dropped.items()]
+
+    @property
+    def warnings(self) -> list[tuple[str, str]]:
+        """(plugin, warning) for things that work, but not fully (an optional component left out)."""
+        return [(i.name, w) for i in self.plugins.values() for w in i.warnings]
+
 
 pm = pluggy.PluginManager("grpo_env")
 pm.add_hookspecs(hookspecs)
@@ -99,6 +125,8 @@ _lock = threading.RLock()
 _loaded = False
 _infos: dict[str, PluginInfo] = {}
 _registry: Registry | None = None
+_direct: set[str] = set()  # plugins registered with register_plugin, not from an entry point
+_set_aside: dict[str, list[tuple[object | None, PluginInfo]]] = {}  # direct plugin -> the ones it replaces
 
 
 def _names(var: str) -> set[str] | None:
@@ -151,6 +179,7 @@ def load_plugins() -> None:
             )
             if (allow is not None and ep.name not in allow) or ep.name in block:
                 info.status = "blocked"
+                info.error = f"{ENV_BLOCK} names it" if ep.name in block else f"{ENV_ALLOW} does not name it"
                 _infos[ep.name] = info
                 continue
             if pm.has_plugin(ep.name):
@@ -164,22 +193,80 @@ def load_plugins() -> None:
             _add(plugin, info)
 
 
-def register_plugin(plugin: object, name: str, distribution: str = "", version: str = "") -> None:
-    """Register a plugin object directly (tests, notebooks). It is validated like an entry point."""
+def register_plugin(
+    plugin: object, name: str, distribution: str = "", version: str = "", replace: bool = False
+) -> None:
+    """Register a plugin object directly (tests, notebooks). It is validated like an entry point.
+
+    The usual clash is a plugin under test that is also installed (``pip install -e .``): the same
+    module, the same name, or the same task and reward names. With ``replace`` the installed copy
+    is set aside (status ``replaced``) until :func:`unregister_plugin`; without it the clash is an
+    error that says so, never a registration quietly recorded as failed.
+    """
     with _lock:
         load_plugins()
-        if name in _infos and pm.has_plugin(name):
-            raise PluginError(f"a plugin named {name!r} is already registered")
+        clashes = _clashes(plugin, name)
+        if clashes and not replace:
+            raise PluginError(
+                f"cannot register plugin {name!r}: it is already registered as {', '.join(map(repr, clashes))} "
+                "(an installed copy?); unregister_plugin() it first, or pass replace=True"
+            )
+        for other in clashes:
+            _put_aside(other, by=name)
         _add(plugin, PluginInfo(name=name, distribution=distribution, version=version))
+        _direct.add(name)
         _invalidate()
+        if replace:
+            _replace_duplicates(name)
+
+
+def _clashes(plugin: object, name: str) -> list[str]:
+    """Registered plugins that ``plugin`` (to be registered as ``name``) would collide with."""
+    if name in _direct:
+        raise PluginError(f"a plugin named {name!r} is already registered with register_plugin; use another name")
+    found = [pm.get_name(plugin)] if pm.get_name(plugin) is not None else []  # the same object
+    if name in _infos and name not in found:  # the same name (loaded, failed or blocked entry point)
+        found.append(name)
+    return found
+
+
+def _put_aside(other: str, by: str) -> None:
+    """Take the plugin ``other`` out of the registry until plugin ``by`` is unregistered."""
+    if other in _direct:
+        raise PluginError(f"plugin {by!r} collides with plugin {other!r}, also registered with register_plugin")
+    obj = pm.get_plugin(other)
+    if obj is not None:
+        pm.unregister(obj)
+    info = _infos.pop(other)
+    _set_aside.setdefault(by, []).append((obj, info))
+    _infos[other] = dataclasses.replace(info, status="replaced", error=f"replaced by plugin {by!r} (register_plugin)")
+
+
+def _replace_duplicates(name: str) -> None:
+    """Set aside each plugin that registers a task or reward name that plugin ``name`` registers too."""
+    for _ in range(len(_infos)):
+        try:
+            _build()
+            return
+        except DuplicateError as e:
+            if name not in e.plugins:
+                raise
+            _put_aside(next(p for p in e.plugins if p != name), by=name)
+            _invalidate()
 
 
 def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with :func:`register_plugin`, and restore what it replaced."""
     with _lock:
         plugin = pm.get_plugin(name)
         if plugin is not None:
             pm.unregister(plugin)
         _infos.pop(name, None)
+        _direct.discard(name)
+        for obj, info in reversed(_set_aside.pop(name, [])):
+            if obj is not None:
+                pm.register(obj, name=info.name)
+            _infos[info.name] = info
         _invalidate()
 
 
@@ -217,7 +304,8 @@ def _collect(hook_name: str, kind: type, infos: dict[str, PluginInfo]) -> dict[s
 
 
 def _build() -> Registry:
-    infos = {n: PluginInfo(**{**vars(i), "tasks": [], "rewards": [], "problems": []}) for n, i in _infos.items()}
+    infos = {n: dataclasses.replace(i, tasks=[], rewards=[], problems=[], dropped={}, warnings=[])
+             for n, i in _infos.items()}
     found_rewards = _collect("register_rewards", Reward, infos)
     found_tasks = _collect("register_tasks", Task, infos)
     for plugin, items in found_tasks.items():
@@ -235,22 +323,58 @@ def _build() -> Registry:
             for obj in items:
                 other = origin.get((kind, obj.name))
                 if other is not None:
-                    raise PluginError(
+                    raise DuplicateError(
                         f"{kind} {obj.name!r} is registered by two plugins: {other!r} "
                         f"({infos[other].distribution or 'not installed'}) and {plugin!r} "
                         f"({infos[plugin].distribution or 'not installed'}); block one with "
-                        f"{ENV_BLOCK}={plugin}"
+                        f"{ENV_BLOCK}={plugin}",
+                        plugins=(other, plugin),
                     )
                 origin[(kind, obj.name)] = plugin
                 table[obj.name] = obj
 
     for name, task in list(tasks.items()):
-        missing = [r for r in task.rewards if r not in rewards]
-        if missing:
-            plugin = origin[("task", name)]
+        kept = _resolve_components(task, rewards, infos[origin[("task", name)]], infos)
+        if kept is None:
             del tasks[name]
-            infos[plugin].problems.append(f"task {name!r} dropped: it uses unregistered reward(s) {missing}")
+        else:
+            tasks[name] = kept
     return Registry(tasks=tasks, rewards=rewards, plugins=infos, origin=origin)
+
+
+def _resolve_components(task: Task, rewards: dict[str, Reward], info: PluginInfo,
+                        infos: dict[str, PluginInfo]) -> Task | None:
+    """The task with its absent optional components left out (with a warning), or None when a
+    required one is absent (the task is dropped, and why is recorded on its plugin)."""
+    absent = [r for r in task.rewards if r not in rewards]
+    if not absent:
+        return task
+    required = [r for r in absent if r not in task.optional]
+    left = {r: w for r, w in task.rewards.items() if r not in absent}
+    if required or not left:
+        why = "; ".join(_why_missing(r, rewards, infos) for r in required or absent)
+        reason = f"it uses unregistered reward(s): {why}"
+        info.dropped[task.name] = reason
+        info.problems.append(f"task {task.name!r} dropped: {reason}")
+        return None
+    for r in absent:
+        info.warnings.append(f"task {task.name!r}: optional reward {_why_missing(r, rewards, infos)} left out")
+    return task.model_copy(update={"rewards": left})
+
+
+def _why_missing(reward: str, rewards: dict[str, Reward], infos: dict[str, PluginInfo]) -> str:
+    """``reward`` named with why no loaded plugin provides it: the plugin that would (by what it
+    registered, or by the reward's prefix) is not loaded, or the name is close to a registered one."""
+    owner = next((i for i in infos.values() if reward in i.rewards and i.status != "loaded"), None)
+    prefix = infos.get(reward.split(".")[0])
+    if owner is None and prefix is not None and prefix.status != "loaded":
+        owner = prefix
+    if owner is not None:
+        return f"{reward!r} (its plugin {owner.name!r} is {owner.status}: {owner.error})"
+    hint = difflib.get_close_matches(reward, rewards, n=1)
+    if hint:
+        return f"{reward!r} (no such reward; did you mean {hint[0]!r}?)"
+    return f"{reward!r} (no loaded plugin registers it: install the plugin that provides it)"
 
 
 def get_registry() -> Registry:
@@ -260,6 +384,8 @@ def get_registry() -> Registry:
         load_plugins()
         if _registry is None:
             _registry = _build()
+            for plugin, warning in _registry.warnings:  # every command, training included, says it
+                log.warning("warning: plugin %s: %s", plugin, warning)
         return _registry
 
 
@@ -270,6 +396,8 @@ def reset() -> None:
         for plugin in list(pm.get_plugins()):
             pm.unregister(plugin)
         _infos.clear()
+        _direct.clear()
+        _set_aside.clear()
         _loaded = False
         _invalidate()
 

@@ -28,7 +28,9 @@ class TaskEntry(BaseModel):
     name: str  # a registered task
     weight: float = Field(default=1.0, gt=0)  # sampling weight in the mix (normalised over tasks)
     options: dict[str, Any] = Field(default_factory=dict)  # validated by the task's options model
-    rewards: dict[str, float] | None = None  # override of the task's reward components and weights
+    rewards: dict[str, float] | None = None  # replaces the task's reward components and weights (the first decides eval accuracy)
+    prefill: str = ""  # text the assistant's turn starts with (e.g. "<think>"): part of the prompt, seen by rewards
+    allow_flagged: bool = False  # train on a task its plugin flags (a conformance check found its reward untrustworthy)
 
     @field_validator("name")
     @classmethod
@@ -46,12 +48,12 @@ class ScoringConfig(BaseModel):
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "run"
-    seed: int = 0
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    tasks: list[TaskEntry] = Field(min_length=1)
-    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    name: str = "run"  # the run's name ({name} in train.output_dir)
+    seed: int = 0  # seeds the task mix, example streams and torch
+    model: ModelConfig = Field(default_factory=ModelConfig)  # the policy model
+    tasks: list[TaskEntry] = Field(min_length=1)  # the task mix (at least one)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)  # the reward worker pool
+    train: TrainConfig = Field(default_factory=TrainConfig)  # training settings
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -73,13 +75,60 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def split_key(key: str) -> list[str]:
+    """``a.b."c.d"`` -> ``["a", "b", "c.d"]``: dots separate parts, and a part in double or single
+    quotes is taken whole, dots included, as in a TOML dotted key (reward names contain dots).
+    One left-to-right pass: linear in the length of the key."""
+    parts: list[str] = []
+    i, n = 0, len(key)
+    while True:
+        if i < n and key[i] in "\"'":
+            end = key.find(key[i], i + 1)
+            if end < 0:
+                raise RecipeError(f"override key {key!r}: unterminated {key[i]} quote")
+            part, i = key[i + 1 : end], end + 1
+            if i < n and key[i] != ".":
+                raise RecipeError(f"override key {key!r}: expected '.' after the quoted part {part!r}")
+        else:
+            end = key.find(".", i)
+            end = n if end < 0 else end
+            part, i = key[i:end], end
+            if any(q in part for q in "\"'"):
+                raise RecipeError(f"override key {key!r}: quote a whole part, e.g. tasks.0.rewards.\"math.answer\"")
+        if not part:
+            raise RecipeError(f"override key {key!r}: empty part")
+        parts.append(part)
+        if i >= n:
+            return parts
+        i += 1  # past the '.'
+        if i >= n:
+            raise RecipeError(f"override key {key!r}: empty part")
+
+
+def _split_override(body: str) -> tuple[str, str]:
+    """``key=value`` split at the first ``=`` outside quotes."""
+    quote = None
+    for i, c in enumerate(body):
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "\"'":
+            quote = c
+        elif c == "=":
+            return body[:i], body[i + 1 :]
+    if quote:
+        raise RecipeError(f"override {body!r}: unterminated {quote} quote")
+    raise RecipeError(f"override {body!r} must look like --section.key=value")
+
+
 def apply_override(data: dict[str, Any], override: str) -> None:
-    """Apply ``key.sub=value`` (a leading ``--`` is allowed) to the raw recipe dict."""
+    """Apply ``key.sub=value`` (a leading ``--`` is allowed) to the raw recipe dict. A part of the key
+    that holds dots is quoted: ``--tasks.0.rewards."math.answer"=2``."""
     body = override[2:] if override.startswith("--") else override
-    if "=" not in body:
-        raise RecipeError(f"override {override!r} must look like --section.key=value")
-    key, value = body.split("=", 1)
-    parts = key.split(".")
+    key, value = _split_override(body)
+    parts = split_key(key)
+    if len(parts) > 4 and parts[0] == "tasks" and parts[2] == "rewards" and not any(q in key for q in "\"'"):
+        raise RecipeError(f"override {key!r}: reward names contain dots, so quote the name: "
+                          f"--tasks.{parts[1]}.rewards.\"{'.'.join(parts[3:])}\"={value}")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         if isinstance(node, list):
@@ -88,7 +137,9 @@ def apply_override(data: dict[str, Any], override: str) -> None:
             except (ValueError, IndexError):
                 raise RecipeError(f"override {key!r}: no list item {part!r}") from None
             continue
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # absent, or null in YAML: a new table
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, (dict, list)):
             raise RecipeError(f"override {key!r}: {'.'.join(parts[: i + 1])} is not a table")
     if isinstance(node, list):

@@ -159,6 +159,25 @@ def _fmt(x: Any, spec: str = ".3f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def pass_at_k_section(run_dir: Path, evals: list[Path]) -> list[str]:
+    """pass@k per task for the evaluations that drew K > 1 samples per prompt (``grpo-env eval --samples K``)."""
+    rows = []
+    for path in evals:
+        data = _read_json(path) or {}
+        for task, r in (data.get("results") or {}).items():
+            ks = r.get("pass_at_k") if isinstance(r, dict) else None
+            if ks:
+                passes = ", ".join(f"pass@{k} {_fmt(v)}" for k, v in ks.items())
+                temperature = _fmt(r.get("temperature"), "g")
+                rows.append(f"| {path.stem[5:]} | {task} | {r.get('samples', '')} | {temperature} | {passes} | "
+                            f"{_fmt(r.get('mean_reward'))} | {r.get('n', '')} |")
+    if not rows:
+        return []
+    return ["## pass@k", "", "K samples per prompt; pass@k by the unbiased estimator over the K; mean reward over "
+            "all K samples.", "", "| eval | task | K | temperature | pass@k | mean reward | n |",
+            "|---|---|---|---|---|---|---|", *rows, ""]
+
+
 def summary(run_dir: Path, records: list[dict[str, Any]], plots: list[Path]) -> str:
     recipe = _read_json(run_dir / "recipe.json") or {}
     lines = [f"# Run report: {recipe.get('name', run_dir.name)}", ""]
@@ -183,6 +202,7 @@ def summary(run_dir: Path, records: list[dict[str, Any]], plots: list[Path]) -> 
             for task, r in (data.get("results") or {}).items():
                 lines.append(f"| {path.stem[5:]} | {data.get('model', '')} | {task} | {_fmt(r.get('accuracy'))} | {r.get('n', '')} |")
         lines.append("")
+        lines += pass_at_k_section(run_dir, evals)
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     plugins = _read_json(run_dir / "plugins.json")

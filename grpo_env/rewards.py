@@ -1,10 +1,11 @@
-"""The reward boundary: call a reward safely, and combine component outcomes into one judgement."""
+"""The reward boundary: call a reward safely, and combine component outcomes into one judgement;
+and the one description of a reward that `grpo-env rewards` and docs/rewards.md both print."""
 
 from __future__ import annotations
 
 import math
 import traceback
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from grpo_env.types import Example, Outcome, Reward, Scored, Status
 
@@ -44,3 +45,59 @@ def combine(components: Mapping[str, Outcome], weights: Mapping[str, float]) -> 
         return Scored(total=math.nan, status=Status.NOT_APPLICABLE, components=dict(outcomes))
     total = sum(weights[n] * o.score for n, o in applicable)
     return Scored(total=total, status=applicable[0][1].status, components=dict(outcomes))
+
+
+ALWAYS = "`error` (the reward raised, returned garbage or its worker died; excluded from training)"
+
+
+def score_range(reward: Reward) -> str:
+    """``min to max`` (``at most max`` when the reward does not declare its worst score)."""
+    if reward.min_score is None:
+        return f"at most {reward.max_score:g}"
+    return f"{reward.min_score:g} to {reward.max_score:g}"
+
+
+def _md(text: str) -> str:
+    """Plain text safe in markdown: tags such as ``<think>`` shown, not swallowed as HTML; no table breaks."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def reward_markdown(reward: Reward, plugin: str, escape: bool = True) -> str:
+    """One reward as a markdown section: what it checks, gold keys, scores, statuses, timeout
+    (``escape=False``: text for a terminal, tags left as they are)."""
+    md = _md if escape else str
+    lines = [f"## `{reward.name}`", "", f"Plugin `{plugin}`. {md(reward.description) or '(no description)'}", ""]
+    lines.append(f"- score: {score_range(reward)} (full marks: {reward.max_score:g})")
+    statuses = ", ".join(f"`{s}`" for s in reward.statuses) or "not declared"
+    lines.append(f"- statuses: {statuses}; and always possible: {ALWAYS}")
+    lines.append(f"- timeout: {reward.timeout:g} s per call (hard deadline; past it the outcome is `timeout`)")
+    if reward.gold_keys:
+        lines.append("- gold keys read (`example.gold`; `a.b` is `gold[\"a\"][\"b\"]`):")
+        lines += [f"  - `{key}`: {md(meaning)}" for key, meaning in reward.gold_keys.items()]
+    else:
+        lines.append("- gold keys read: none (it judges the completion alone)")
+    return "\n".join(lines) + "\n"
+
+
+def rewards_page(rewards: Mapping[str, Reward], origin: Mapping[str, str], plugins: Iterable[str]) -> str:
+    """A markdown page of every reward of the named ``plugins`` (``origin``: reward name -> plugin);
+    with the built-in plugins it is docs/rewards.md."""
+    wanted = set(plugins)
+    names = sorted(n for n in rewards if origin[n] in wanted)
+    head = [
+        "# Rewards",
+        "",
+        f"<!-- generated: GRPO_ENV_PLUGINS={','.join(sorted(wanted))} grpo-env rewards --markdown > docs/rewards.md "
+        "(tests/test_rewards_docs.py fails when this page is stale) -->",
+        "",
+        "Every reward registered by the plugins " + ", ".join(f"`{p}`" for p in sorted(wanted)) + ". "
+        "`grpo-env rewards NAME` prints the same for any installed reward, with the tasks that use it. "
+        "A task names the rewards that judge it in `Task.rewards`; to use another plugin's reward, see "
+        "[Writing a plugin](plugins.md#using-another-plugins-reward).",
+        "",
+        "| reward | plugin | score | what it checks |",
+        "|---|---|---|---|",
+    ]
+    head += [f"| [`{n}`](#{n.replace('.', '')}) | {origin[n]} | {score_range(rewards[n])} | {_md(rewards[n].description)} |"
+             for n in names]
+    return "\n".join(head) + "\n\n" + "\n".join(reward_markdown(rewards[n], origin[n]) for n in names)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from grpo_env.engine import checkpoint, sharding, tblog, zero
 from grpo_env.engine.config import ModelConfig
 from grpo_env.engine.distributed import DistributedError, init_from_env
 from grpo_env.engine.model import ModelError, load_model, load_tokenizer, resolve_device, save_model
-from grpo_env.engine.sampling import generate, render_prompt
+from grpo_env.engine.sampling import generate, prefill_of, render_prompt
 from grpo_env.engine.trainer import ScoreFn, TrainingDiverged, train
 from grpo_env.mixture import MixEntry, MixtureError, TaskMixture
 from grpo_env.recipe import Recipe, RecipeError, load_recipe
@@ -30,15 +32,25 @@ def mix_entries(recipe: Recipe, registry) -> list[MixEntry]:
             raise RecipeError(f"task {t.name!r} is listed twice in the recipe; list it once")
         seen.add(t.name)
         task = registry.task(t.name)
+        flags = task.flagged() if task.flagged else []
+        if flags and not t.allow_flagged:
+            raise RecipeError(f"task {t.name!r} is flagged: {'; '.join(flags)}. Its reward would train on a broken "
+                              f"signal; set allow_flagged = true on this task in the recipe to use it anyway")
         try:
             options = task.parse_options(t.options)
         except ValueError as e:
             raise RecipeError(f"tasks.{t.name}.options: {e}") from None
-        entry = MixEntry(task=task, weight=t.weight, options=options, rewards=t.rewards)
+        entry = MixEntry(task=task, weight=t.weight, options=options, rewards=t.rewards, prefill=t.prefill)
         for name in entry.reward_weights:
             registry.reward(name)  # an unknown reward fails here, naming it, not mid-run
         entries.append(entry)
     return entries
+
+
+def reward_texts(examples: list[Example], completions: list[str]) -> list[str]:
+    """What rewards judge: the assistant's whole turn, its prefill (e.g. ``<think>``) then the
+    model's completion, so a format reward written for R1-style output sees the tag it expects."""
+    return [prefill_of(ex) + c for ex, c in zip(examples, completions)]
 
 
 def make_score_fn(service, entries: list[MixEntry]) -> ScoreFn:
@@ -46,7 +58,8 @@ def make_score_fn(service, entries: list[MixEntry]) -> ScoreFn:
     weights = {e.task.name: e.reward_weights for e in entries}
 
     def score_fn(examples: list[Example], completions: list[str]) -> list[Scored]:
-        return service.score_examples([weights[ex.task] for ex in examples], examples, completions)
+        return service.score_examples([weights[ex.task] for ex in examples], examples,
+                                      reward_texts(examples, completions))
 
     return score_fn
 
@@ -61,6 +74,28 @@ def _setup_torch(mcfg: ModelConfig, seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class _DropProbeLine(logging.Filter):
+    """Drops DeepSpeed's import-time "Setting accelerator to CPU" warning, nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Setting accelerator to CPU")
+
+
+def quiet_unused_deepspeed() -> None:
+    """Keep DeepSpeed's accelerator probe line out of runs that do not use DeepSpeed.
+
+    transformers' ``save_pretrained`` imports accelerate, which imports DeepSpeed when it is
+    installed; DeepSpeed then warns at import that it set its accelerator to CPU, a line about a
+    library the run does not use. The filter sits on DeepSpeed's own logger (which keeps its filters
+    when DeepSpeed configures it) and drops that one message; a DeepSpeed launch keeps it.
+    """
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").strip().lower() in ("1", "true", "yes"):
+        return  # a DeepSpeed launch: its own lines are the user's business
+    logger = logging.getLogger("DeepSpeed")
+    if not any(isinstance(f, _DropProbeLine) for f in logger.filters):
+        logger.addFilter(_DropProbeLine())
+
+
 def _fail(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 2
@@ -71,6 +106,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
     from grpo_env.plugins import PluginError, get_registry
     from grpo_env.scoring import ScoringService
 
+    quiet_unused_deepspeed()
     try:
         recipe = load_recipe(recipe_path, overrides)
         if recipe.train.tensorboard:
@@ -156,13 +192,39 @@ def resolve_model_dir(path: str) -> str:
 
 
 def eval_examples(entry: MixEntry, split: str, n: int, seed: int) -> list[Example]:
-    exs = list(itertools.islice(entry.task.examples(split, seed, dict(entry.options)), n))
-    return [e if e.task == entry.task.name else e.model_copy(update={"task": entry.task.name}) for e in exs]
+    exs = itertools.islice(entry.task.examples(split, seed, dict(entry.options)), n)
+    return [entry.prepare(e) for e in exs]
 
 
-def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service) -> dict[str, dict[str, Any]]:
-    """Greedy accuracy per task on the held-out split: the fraction of completions whose primary
-    (first) reward component says ``correct``; plus the mean weighted reward."""
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator: the chance that k of n samples, c of them correct, hold a correct one.
+
+    ``1 - C(n-c, k) / C(n, k)``, computed as a product so large n does not overflow.
+    """
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    fail = 1.0
+    for i in range(n - c + 1, n + 1):
+        fail *= 1.0 - k / i
+    return 1.0 - fail
+
+
+def pass_ks(samples: int) -> list[int]:
+    """The k reported for K samples: 1, the powers of two below K, and K itself."""
+    ks, k = [], 1
+    while k < samples:
+        ks.append(k)
+        k *= 2
+    return ks + [samples]
+
+
+def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service, samples: int = 1,
+             temperature: float = 0.0) -> dict[str, dict[str, Any]]:
+    """Per task on the held-out split: the fraction of completions whose primary (first) reward
+    component says ``correct``, and the mean weighted reward. With ``samples`` K > 1 each prompt is
+    sampled K times at ``temperature``, and pass@1 .. pass@K (unbiased estimator over the K) are added."""
     ecfg, tcfg = recipe.train.eval, recipe.train
     max_new = ecfg.max_new_tokens or tcfg.max_new_tokens
     results: dict[str, dict[str, Any]] = {}
@@ -173,37 +235,59 @@ def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service) -> di
         exs = eval_examples(entry, ecfg.split, ecfg.examples_per_task, ecfg.seed)
         weights = entry.reward_weights
         primary = next(iter(weights))
-        correct, total_reward, n_reward, statuses = 0, 0.0, 0, {}
-        for i in range(0, len(exs), ecfg.batch_size):
-            chunk = exs[i : i + ecfg.batch_size]
+        correct_per_example: list[int] = []
+        total_reward, n_reward, statuses = 0.0, 0, {}
+        per_call = max(1, ecfg.batch_size // samples)  # prompts per generate call: batch_size rows at most
+        for i in range(0, len(exs), per_call):
+            chunk = exs[i : i + per_call]
             prompts = [render_prompt(e, tok, tcfg.chat_template, tcfg.system_prompt) for e in chunk]
-            ro = generate(model, tok, prompts, 1, max_new_tokens=max_new, temperature=0.0)
-            scored = service.score_examples([weights] * len(chunk), chunk, ro.texts)
-            for s in scored:
-                st = s.components[primary].status
-                statuses[str(st)] = statuses.get(str(st), 0) + 1
-                correct += st is Status.CORRECT
-                if s.total == s.total:  # not NaN
-                    total_reward += s.total
-                    n_reward += 1
-        results[entry.task.name] = {
-            "accuracy": correct / max(len(exs), 1),
+            ro = generate(model, tok, prompts, samples, max_new_tokens=max_new, temperature=temperature)
+            repeated = [e for e in chunk for _ in range(samples)]  # a prompt's samples are consecutive rows
+            scored = service.score_examples([weights] * len(repeated), repeated, reward_texts(repeated, ro.texts))
+            for j in range(0, len(scored), samples):
+                group = scored[j : j + samples]
+                correct_per_example.append(sum(s.components[primary].status is Status.CORRECT for s in group))
+                for s in group:
+                    st = str(s.components[primary].status)
+                    statuses[st] = statuses.get(st, 0) + 1
+                    if s.total == s.total:  # not NaN
+                        total_reward += s.total
+                        n_reward += 1
+        n_done = max(len(exs), 1)
+        result: dict[str, Any] = {
+            "accuracy": sum(correct_per_example) / (n_done * samples),
             "n": len(exs),
             "mean_reward": total_reward / max(n_reward, 1),
             "primary_reward": primary,
             "statuses": statuses,
         }
+        if samples > 1:
+            result["samples"] = samples
+            result["temperature"] = temperature
+            result["pass_at_k"] = {str(k): sum(pass_at_k(samples, c, k) for c in correct_per_example) / n_done
+                                   for k in pass_ks(samples)}
+            result["correct_counts"] = correct_per_example  # per prompt, in order: pass@k can be recomputed
+        results[entry.task.name] = result
     return results
 
 
-def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[str] = ()) -> int:
-    """``grpo-env eval RECIPE [--model DIR]``: print (and optionally save) accuracy per task."""
+def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[str] = (), samples: int = 1,
+              temperature: float | None = None) -> int:
+    """``grpo-env eval RECIPE [--model DIR] [--samples K [--temperature T]]``: print (and optionally
+    save) accuracy per task; greedy by default, K samples per prompt (pass@k) with ``samples``."""
     from rich.console import Console
-    from rich.table import Table
 
     from grpo_env.plugins import PluginError, get_registry
     from grpo_env.scoring import ScoringService
 
+    if samples < 1:
+        return _fail(f"--samples must be at least 1, got {samples}")
+    if temperature is None:
+        temperature = 1.0 if samples > 1 else 0.0
+    if temperature < 0 or (samples > 1 and temperature == 0):
+        return _fail(f"--temperature {temperature}: K > 1 samples need a temperature above 0 "
+                     "(greedy repeats one answer)")
+    quiet_unused_deepspeed()
     try:
         recipe = load_recipe(recipe_path, list(overrides))
         registry = get_registry()
@@ -218,19 +302,30 @@ def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[st
         return _fail(str(e))
     rewards = {name: registry.reward(name) for e in entries for name in e.reward_weights}
     with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
-        results = evaluate(model, tok, recipe, entries, service)
-    table = Table(title=f"held-out accuracy: {mcfg.name} ({recipe.train.eval.split} split, greedy)")
-    for col in ("task", "accuracy", "n", "mean reward", "statuses"):
-        table.add_column(col)
-    for name, r in results.items():
-        if "error" in r:
-            table.add_row(name, "-", "0", "-", r["error"])
-            continue
-        table.add_row(name, f"{r['accuracy']:.3f}", str(r["n"]), f"{r['mean_reward']:.3f}",
-                      ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items())))
-    Console().print(table)
+        results = evaluate(model, tok, recipe, entries, service, samples=samples, temperature=temperature)
+    Console().print(eval_table(mcfg.name, recipe.train.eval.split, results, samples, temperature))
     if recipe.train.eval.output:
         out = Path(recipe.train.eval.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"model": mcfg.name, "results": results}, indent=2))
+        out.write_text(json.dumps({"model": mcfg.name, "samples": samples, "temperature": temperature,
+                                   "results": results}, indent=2))
     return 0
+
+
+def eval_table(model: str, split: str, results: dict[str, dict[str, Any]], samples: int, temperature: float):
+    """The terminal table of an evaluation (pass@k columns when K > 1 samples were drawn)."""
+    from rich.table import Table
+
+    how = "greedy" if samples == 1 and temperature == 0 else f"{samples} samples at temperature {temperature:g}"
+    table = Table(title=f"held-out accuracy: {model} ({split} split, {how})")
+    ks = pass_ks(samples) if samples > 1 else []
+    for col in ["task", "accuracy" if not ks else "pass@1", *[f"pass@{k}" for k in ks[1:]], "n", "mean reward",
+                "statuses"]:
+        table.add_column(col)
+    for name, r in results.items():
+        if "error" in r:
+            table.add_row(name, "-", *["-"] * len(ks[1:]), "0", "-", r["error"])
+            continue
+        table.add_row(name, f"{r['accuracy']:.3f}", *[f"{r['pass_at_k'][str(k)]:.3f}" for k in ks[1:]], str(r["n"]),
+                      f"{r['mean_reward']:.3f}", ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items())))
+    return table

@@ -12,7 +12,7 @@ import re
 from enum import Enum
 from typing import Any, Callable, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 
@@ -167,6 +167,9 @@ class Task(BaseModel):
     file (the example's fields plus anything else) into an :class:`Example`, for ``grpo-env score``;
     the default takes ``id``, ``prompt`` and puts every other field except ``completion`` in ``gold``.
     ``options`` is a pydantic model class validating the per-task options a recipe may pass.
+    ``optional`` names reward components (keys of ``rewards``) that come from a plugin which may be
+    absent: when none registers one, it is left out of the task with a warning instead of dropping
+    the task.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -179,6 +182,8 @@ class Task(BaseModel):
     fixtures: list[Fixture] | Callable[[], list[Fixture]] = Field(default_factory=list)
     options: type[BaseModel] | None = None
     splits: tuple[str, ...] = ("train", "test")
+    optional: tuple[str, ...] = ()  # components of `rewards` that may be absent (left out with a warning)
+    flagged: Callable[[], list[str]] | None = None  # reasons its reward is known untrustworthy (a conformance check's)
 
     @field_validator("name")
     @classmethod
@@ -195,6 +200,13 @@ class Task(BaseModel):
             if not math.isfinite(weight):
                 raise ValueError(f"weight of reward {name!r} must be finite")
         return v
+
+    @model_validator(mode="after")
+    def _optional_in_rewards(self) -> "Task":
+        unknown = [n for n in self.optional if n not in self.rewards]
+        if unknown:
+            raise ValueError(f"optional reward(s) {unknown} are not in the task's rewards {sorted(self.rewards)}")
+        return self
 
     def get_fixtures(self) -> list[Fixture]:
         return list(self.fixtures() if callable(self.fixtures) else self.fixtures)
@@ -224,6 +236,11 @@ class Reward(BaseModel):
     ``fn`` must be a module-level function (it runs in scoring worker processes). ``timeout`` is
     the hard deadline in seconds for one call, enforced by killing the worker. ``max_score`` is the
     best score it can give (1.0 for a check, 0.0 for a penalty), used by fixtures' ``"full"``.
+
+    The rest describes the reward for people (``grpo-env rewards``, docs/rewards.md): ``description``
+    says what it checks, ``gold_keys`` which ``example.gold`` keys it reads (key -> meaning),
+    ``min_score`` its worst score and ``statuses`` the statuses it reports (``error`` is always
+    possible: it is how the boundary reports a reward that failed).
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -233,11 +250,20 @@ class Reward(BaseModel):
     description: str = ""
     timeout: float = Field(default=5.0, gt=0)
     max_score: float = 1.0
+    min_score: float | None = None  # None: not declared
+    gold_keys: dict[str, str] = Field(default_factory=dict)
+    statuses: tuple[Status, ...] = ()
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name("reward", v)
+
+    @model_validator(mode="after")
+    def _range(self) -> "Reward":
+        if self.min_score is not None and self.min_score > self.max_score:
+            raise ValueError(f"reward {self.name!r}: min_score {self.min_score} exceeds max_score {self.max_score}")
+        return self
 
 
 class Scored(BaseModel):

@@ -116,3 +116,129 @@ def test_unknown_arguments_and_missing_input(plugin, tmp_path, capsys):
         main(["check", "--bogus"])
     assert main(["score", "cli_add", "--input", str(tmp_path / "nope.jsonl")]) == 2
     assert "no such input file" in capsys.readouterr().err
+
+
+# --- the real CLI on installed distributions: dropped tasks and failed plugins (issue 11, item 1) -----
+
+import os
+import subprocess
+import sys
+
+PLUGIN_SRC = """
+from grpo_env import Example, Fixture, Outcome, Reward, Status, Task, hookimpl
+
+def exact(completion, example):
+    return Outcome.correct() if completion == example.gold["a"] else Outcome.incorrect()
+
+def examples(split, seed, options):
+    yield Example(id=f"{split}{seed}", prompt="say hi", gold={"a": "hi"})
+
+EX = Example(id="fx", prompt="say hi", gold={"a": "hi"})
+
+@hookimpl
+def register_rewards(register):
+    register(Reward(name="NAME.exact", fn=exact, description="the completion is gold['a']"))
+
+@hookimpl
+def register_tasks(register):
+    register(Task(name="NAME", rewards={"NAME.exact": 1.0}, examples=examples,
+                  fixtures=[Fixture(example=EX, completion="hi", expect="full")]))
+    register(Task(name="NAME_more", rewards=REWARDS, examples=examples, optional=OPTIONAL,
+                  fixtures=[Fixture(example=EX, completion="hi", expect="full")]))
+"""
+
+
+def installed(make_dist, name, rewards, optional=()):
+    """A plugin NAME with a good task NAME and a task NAME_more judged by ``rewards``."""
+    src = PLUGIN_SRC.replace("NAME", name).replace("REWARDS", repr(rewards)).replace("OPTIONAL", repr(tuple(optional)))
+    make_dist(f"tp-{name}-dist", name, f"tp_{name}", src)
+
+
+def cli(tmp_path, *args, **env):
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "COLUMNS": "250", **env}
+    return subprocess.run([sys.executable, "-m", "grpo_env.cli", *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def broken_setup(make_dist, tmp_path):
+    """typo: a task names a misspelled reward; user: a task uses a reward of the plugin prov, which
+    is not in GRPO_ENV_PLUGINS (blocked); both plugins' other tasks are fine."""
+    installed(make_dist, "typo", {"typo.exat": 1.0})
+    installed(make_dist, "user", {"user.exact": 1.0, "prov.exact": 0.5})
+    installed(make_dist, "prov", {"prov.exact": 1.0})
+    return {"GRPO_ENV_PLUGINS": "typo,user"}
+
+
+def test_check_everything_fails_on_dropped_tasks_and_says_why(tmp_path, broken_setup):
+    run = cli(tmp_path, "check", **broken_setup)
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert any("typo_more" in l and "DROPPED" in l for l in lines), run.stdout
+    assert any("user_more" in l and "DROPPED" in l for l in lines), run.stdout
+    assert any(" typo " in l and " ok " in l for l in lines), run.stdout  # the good tasks still pass
+    assert "task typo_more (plugin typo) dropped" in run.stdout and "did you mean 'typo.exact'" in run.stdout
+    assert "task user_more (plugin user) dropped" in run.stdout
+    assert "plugin 'prov' is blocked: GRPO_ENV_PLUGINS does not name it" in run.stdout
+    named = cli(tmp_path, "check", "typo", **broken_setup)  # naming only good tasks checks only them
+    assert named.returncode == 0, named.stdout + named.stderr
+    dropped = cli(tmp_path, "check", "typo_more", **broken_setup)
+    assert dropped.returncode == 2 and "did you mean 'typo.exact'" in dropped.stderr
+
+
+def test_plugins_shows_dropped_tasks_and_failed_plugins(tmp_path, make_dist, broken_setup):
+    make_dist("tp-bad-dist", "bad", "tp_bad", "import no_such_module_xyz\n")
+    run = cli(tmp_path, "plugins", GRPO_ENV_PLUGINS="typo,user,bad")
+    assert run.returncode == 1, run.stdout + run.stderr
+    row = next(l for l in run.stdout.splitlines() if " tp-typo-dist " in l)
+    assert "1 task(s) dropped" in row and "typo_more (dropped)" in row
+    assert "task typo_more (plugin typo) dropped: it uses unregistered reward(s): 'typo.exat'" in run.stdout
+    assert "plugin bad failed:" in run.stdout and "no_such_module_xyz" in run.stdout
+    check = cli(tmp_path, "check", GRPO_ENV_PLUGINS="bad")  # nothing else loaded: the failure alone fails it
+    assert check.returncode == 1 and "plugin bad failed:" in check.stdout
+
+
+def test_check_with_optional_component_absent_passes_with_a_warning(tmp_path, make_dist):
+    installed(make_dist, "opt", {"opt.exact": 1.0, "prov.exact": 0.5}, optional=["prov.exact"])
+    run = cli(tmp_path, "check", GRPO_ENV_PLUGINS="opt")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert any("opt_more" in l and " ok " in l for l in run.stdout.splitlines()), run.stdout
+    assert "warning: plugin opt: task 'opt_more': optional reward 'prov.exact'" in run.stderr
+    assert "left out" in run.stderr
+
+
+# --- reasons where they happen (issue 11, item 6) ------------------------------------------------
+
+class RaisingPlugin:
+    @hookimpl
+    def register_rewards(self, register):
+        register(Reward(name="cli.raises", fn=rt.raises))
+
+    @hookimpl
+    def register_tasks(self, register):
+        fixtures = [Fixture(example=EX, completion="4", expect=Status.CORRECT, note="should be right")]
+        register(Task(name="cli_raises", rewards={"cli.raises": 1.0}, examples=examples, fixtures=fixtures))
+
+
+def test_check_prints_the_error_message_and_a_readable_traceback(register_plugin, capsys):
+    register_plugin(RaisingPlugin(), name="raising")
+    assert main(["check", "cli_raises"]) == 1
+    text = capsys.readouterr().out
+    line = next(l for l in text.splitlines() if "should be right" in l)
+    assert "got cli.raises=0 (error): reward 'cli.raises' raised KeyError: 'gold field missing'" in line
+    tb = text[text.index(line):].splitlines()[1:]
+    assert tb[0].strip() == "Traceback (most recent call last):"
+    assert any(l.strip() == 'raise KeyError("gold field missing")' for l in tb)
+    assert "\\n" not in text
+
+
+def test_score_writes_a_completion_with_a_lone_surrogate(tmp_path):
+    """JSON may hold a lone surrogate (`"\\ud800"`), UTF-8 may not: the row is scored and written
+    back with the same escape, not a traceback."""
+    src, dst = tmp_path / "rows.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"completion": "<think>a</think><answer>\\ud800</answer>", "id": "s"}\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "grpo_env.cli", "score", "format_demo", "--input", str(src),
+                           "--output", str(dst)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = [json.loads(line) for line in dst.read_text(encoding="utf-8").splitlines()]
+    assert row["completion"] == "<think>a</think><answer>\ud800</answer>" and row["status"] in {"correct", "partial", "incorrect"}

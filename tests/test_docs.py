@@ -83,3 +83,20 @@ def test_threat_models_cite_tests_that_exist(doc):
     assert cited, f"docs/{doc} cites no test"
     missing = [f"{p}::{n}" for p, n in cited if not re.search(rf"^(async )?def {n}\(", (root / p).read_text(), re.M)]
     assert not missing, f"docs/{doc} cites tests that do not exist: {missing}"
+
+
+def test_every_reward_field_is_documented():
+    """The 'Reward fields' table of docs/plugins.md names every field of grpo_env.Reward."""
+    from grpo_env.types import Reward
+
+    text = DOC.read_text()
+    table = text[text.index("Reward fields:"):].split("\n\n")[1]
+    missing = [f for f in Reward.model_fields if not re.search(rf"`{f}[`(]", table)]
+    assert not missing, f"docs/plugins.md 'Reward fields' lacks {missing}"
+
+
+def test_plugins_page_documents_rejected_outcomes_fixture_notes_and_optional_components():
+    text = DOC.read_text()
+    assert "| `rejected` |" in text
+    assert 'note=""' in text and "`note`" in text
+    assert "optional=(" in text and "## Using another plugin's reward" in text

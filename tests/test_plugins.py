@@ -175,8 +175,9 @@ def test_builtin_plugins_are_discovered_as_installed_distributions(fresh_plugins
         assert name in eps, f"plugin {name} is not installed (run .ci/setup)"
         info = reg.plugins[name]
         assert info.status == "loaded", info.error
-        assert info.distribution == f"grpo-env-{name}"
-        assert info.version == importlib.metadata.version(f"grpo-env-{name}")
+        dist = f"grpo-env-{name.replace('_', '-')}"  # a plugin folder is a Python name, a distribution may use '-'
+        assert info.distribution == dist
+        assert info.version == importlib.metadata.version(dist)
         assert info.tasks or info.rewards
 
 
@@ -190,3 +191,135 @@ def test_core_never_imports_a_plugin_by_name():
         if re.search(r"^\s*(from|import)\s+grpo_env_\w+", p.read_text(), flags=re.M)
     ]
     assert offenders == []
+
+
+# --- dropped tasks say why (issue 11, item 1) ---------------------------------------------------
+
+PROVIDER = """
+from grpo_env import Outcome, Reward, hookimpl
+
+def check(completion, example):
+    return Outcome.correct()
+
+@hookimpl
+def register_rewards(register):
+    register(Reward(name="prov.check", fn=check))
+"""
+
+
+def user(name, rewards, optional=()):
+    """A plugin whose one task uses ``rewards`` (its own ``NAME.exact`` among them, or not)."""
+    src = good(name).replace(f'{{"{name}.exact": 1.0}}', repr(rewards))
+    return src.replace("examples=examples)", f"examples=examples, optional={tuple(optional)!r})")
+
+
+def test_misspelled_reward_drops_task_with_a_suggestion(make_dist, fresh_plugins):
+    make_dist("tp-typo-dist", "typo", "tp_typo", user("typo", {"typo.exat": 1.0}))
+    reg = fresh_plugins.get_registry()
+    assert "typo" not in reg.tasks and reg.plugins["typo"].status == "loaded"
+    [(plugin, task, why)] = reg.dropped
+    assert (plugin, task) == ("typo", "typo")
+    assert "'typo.exat'" in why and "did you mean 'typo.exact'" in why
+    with pytest.raises(PluginError, match="did you mean 'typo.exact'"):
+        reg.task("typo")
+
+
+def test_reward_of_a_blocked_plugin_names_the_block(make_dist, fresh_plugins, monkeypatch):
+    make_dist("tp-prov-dist", "prov", "tp_prov", PROVIDER)
+    make_dist("tp-user-dist", "user", "tp_user", user("user", {"user.exact": 1.0, "prov.check": 0.5}))
+    monkeypatch.setenv("GRPO_ENV_BLOCK_PLUGINS", "prov")
+    reg = fresh_plugins.get_registry()
+    assert reg.dropped == [("user", "user", reg.plugins["user"].dropped["user"])]
+    assert "plugin 'prov' is blocked: GRPO_ENV_BLOCK_PLUGINS names it" in reg.plugins["user"].dropped["user"]
+    fresh_plugins.reset()
+    monkeypatch.delenv("GRPO_ENV_BLOCK_PLUGINS")
+    monkeypatch.setenv("GRPO_ENV_PLUGINS", "user")
+    why = fresh_plugins.get_registry().plugins["user"].dropped["user"]
+    assert "plugin 'prov' is blocked: GRPO_ENV_PLUGINS does not name it" in why
+
+
+def test_reward_of_a_failed_plugin_repeats_its_failure(make_dist, fresh_plugins):
+    make_dist("tp-prov-dist", "prov", "tp_prov", "import no_such_module_xyz\n")
+    make_dist("tp-user-dist", "user", "tp_user", user("user", {"prov.check": 1.0}))
+    why = fresh_plugins.get_registry().plugins["user"].dropped["user"]
+    assert "plugin 'prov' is failed" in why and "no_such_module_xyz" in why
+
+
+def test_absent_optional_component_is_left_out_with_a_warning(make_dist, fresh_plugins, monkeypatch):
+    make_dist("tp-prov-dist", "prov", "tp_prov", PROVIDER)
+    make_dist("tp-user-dist", "user", "tp_user",
+              user("user", {"user.exact": 1.0, "prov.check": 0.5}, optional=["prov.check"]))
+    assert fresh_plugins.get_registry().task("user").rewards == {"user.exact": 1.0, "prov.check": 0.5}
+    fresh_plugins.reset()
+    monkeypatch.setenv("GRPO_ENV_BLOCK_PLUGINS", "prov")
+    reg = fresh_plugins.get_registry()
+    assert reg.task("user").rewards == {"user.exact": 1.0} and reg.dropped == []
+    [(plugin, warning)] = reg.warnings
+    assert plugin == "user" and "optional reward 'prov.check'" in warning and "blocked" in warning
+
+
+def test_task_whose_only_components_are_absent_optional_ones_is_dropped(make_dist, fresh_plugins):
+    make_dist("tp-user-dist", "user", "tp_user", user("user", {"prov.check": 1.0}, optional=["prov.check"]))
+    reg = fresh_plugins.get_registry()
+    assert "user" not in reg.tasks and "'prov.check'" in reg.plugins["user"].dropped["user"]
+
+
+def test_optional_must_name_a_component():
+    with pytest.raises(ValueError, match=r"optional reward\(s\) \['other.x'\] are not in the task's rewards"):
+        Task(name="t", rewards={"t.x": 1.0}, examples=lambda s, seed, o: [], optional=("other.x",))
+
+
+# --- register_plugin with the plugin also installed (issue 11, item 2) ----------------------------
+
+def test_register_plugin_replaces_the_installed_module(make_dist, fresh_plugins, register_plugin):
+    """The normal set-up: the plugin under test is pip-installed and the test registers its module."""
+    make_dist("tp-demo-dist", "demo", "tp_demo", good("demo"))
+    assert fresh_plugins.get_registry().plugins["demo"].distribution == "tp-demo-dist"
+    import tp_demo
+
+    reg = register_plugin(tp_demo)  # default name: the same module object under another name
+    assert reg.origin[("reward", "demo.exact")] == "test_plugin" and "demo" in reg.tasks
+    assert reg.plugins["demo"].status == "replaced" and "test_plugin" in reg.plugins["demo"].error
+    assert reg.failures == []
+
+
+def test_register_plugin_replaces_an_installed_plugin_with_the_same_names(make_dist, fresh_plugins):
+    make_dist("tp-demo-dist", "demo", "tp_demo", good("demo"))
+    from grpo_env.testing import plugin_registered
+
+    class Plugin:  # the docs' example: an object registering the installed plugin's reward and task names
+        @hookimpl
+        def register_rewards(self, register):
+            register(Reward(name="demo.exact", fn=always))
+
+        @hookimpl
+        def register_tasks(self, register):
+            register(Task(name="demo", rewards={"demo.exact": 1.0}, examples=lambda s, seed, o: []))
+
+    with plugin_registered(Plugin(), name="demo_test") as reg:
+        assert reg.origin[("reward", "demo.exact")] == "demo_test"
+        assert reg.rewards["demo.exact"].fn is always
+    with plugin_registered(Plugin(), name="demo") as reg:  # the installed plugin's own name
+        assert reg.origin[("task", "demo")] == "demo" and reg.plugins["demo"].distribution == ""
+    info = fresh_plugins.get_registry().plugins["demo"]
+    assert (info.status, info.distribution) == ("loaded", "tp-demo-dist")  # restored afterwards
+    assert "demo_test" not in fresh_plugins.get_registry().plugins
+
+
+def test_register_plugin_fails_loudly_when_the_plugin_does_not_load(fresh_plugins, register_plugin):
+    class Broken:
+        @hookimpl
+        def register_rewards(self, register):
+            raise RuntimeError("no weights file")
+
+    with pytest.raises(PluginError, match="plugin 'broken' did not load: register_rewards raised RuntimeError: no weights"):
+        register_plugin(Broken(), name="broken")
+
+
+def test_register_plugin_without_replace_names_the_clash(make_dist, fresh_plugins):
+    make_dist("tp-demo-dist", "demo", "tp_demo", good("demo"))
+    fresh_plugins.get_registry()
+    import tp_demo
+
+    with pytest.raises(PluginError, match="already registered as 'demo'.*replace=True"):
+        fresh_plugins.register_plugin(tp_demo, name="other")

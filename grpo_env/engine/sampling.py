@@ -57,14 +57,27 @@ def _products(model):
     return onednn_linear()
 
 
+def prefill_of(example: Example) -> str:
+    """The text the assistant's turn starts with: the content of a final assistant message in the
+    prompt ("" when the prompt ends with another role). It is prompt, not completion: the model is
+    not trained on it, and rewards are given it followed by the completion."""
+    last = example.prompt[-1]
+    return last.content if last.role == "assistant" else ""
+
+
 def render_prompt(example: Example, tokenizer, chat_template: bool = True, system_prompt: str | None = None) -> str:
-    """The prompt text the model sees: the chat template with the assistant turn opened, or plain text."""
-    messages = [{"role": m.role, "content": m.content} for m in example.prompt]
-    if system_prompt is not None and messages[0]["role"] != "system":
+    """The prompt text the model sees: the chat template with the assistant turn opened, or plain text;
+    then the prefill (a final assistant message), verbatim. The prefill is appended to the opened
+    turn rather than rendered by the template, so no template can close the turn or rewrite it."""
+    prompt = example.prompt[:-1] if example.prompt[-1].role == "assistant" else example.prompt
+    messages = [{"role": m.role, "content": m.content} for m in prompt]
+    if system_prompt is not None and (not messages or messages[0]["role"] != "system"):
         messages.insert(0, {"role": "system", "content": system_prompt})
     if chat_template and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = "\n\n".join(m["content"] for m in messages) + "\n\n"
+    return text + prefill_of(example)
 
 
 def eos_ids(tokenizer, model) -> list[int]:

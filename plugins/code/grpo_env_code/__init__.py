@@ -7,8 +7,26 @@ trusted parent from data. Registered through the ``grpo_env`` entry point ``code
 from __future__ import annotations
 
 from grpo_env import hookimpl
-from grpo_env.types import Reward
+from grpo_env.types import Reward, Status
 from grpo_env_code.reward import REWARD_TIMEOUT, code_tests
+
+
+CODE_GOLD_KEYS = {
+    "kind": '"function" (call a function) or "stdio" (run a program); anything else: not_applicable',
+    "entry_point": "the function the tests call (function kind)",
+    "tests": "function tests: args, expected (codec-encoded), check, tol",
+    "steps": "assert-style tests run by a tester process (with setup), when there are no tests",
+    "setup": "code the tester runs before steps",
+    "cases": "stdio kind: a list of {stdin, stdout}",
+    "prompt_code": "the prompt's code (signature, imports) a bare function body is completed against",
+    "block": "which fenced code block to take (default last)",
+    "timeout": "wall and CPU seconds per run (default 4, at most 10)",
+    "memory_mb": "memory per process in MiB (default 1024)",
+    "float_rel_tol": "relative tolerance for float results (default 1e-9)",
+    "strict_bool": "True and 1 differ (default true)",
+    "all_or_nothing": "1.0 only when every test passes, else 0.0 (default false: the fraction)",
+    "allow_unisolated": "run without namespaces when the machine grants none (default false: error)",
+}
 
 
 @hookimpl
@@ -20,6 +38,11 @@ def register_rewards(register):
             description="fraction of the problem's tests the extracted code passes, run in the sandbox and "
             "judged in the parent (typed statuses: timeout, memory_limit, output_limit, runtime_error, ...)",
             timeout=REWARD_TIMEOUT,
+            min_score=0.0,
+            gold_keys=CODE_GOLD_KEYS,
+            statuses=(Status.CORRECT, Status.PARTIAL, Status.INCORRECT, Status.UNPARSABLE, Status.REJECTED,
+                      Status.TIMEOUT, Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.RUNTIME_ERROR,
+                      Status.SYNTAX_ERROR, Status.NOT_APPLICABLE),
         )
     )
 

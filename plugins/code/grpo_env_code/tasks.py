@@ -24,7 +24,8 @@ class CodeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field("functions", description="'functions' (ours), 'stdio' (ours), a local JSONL/JSON/parquet "
-                        "file or directory, or a hub id such as 'openai_humaneval' or 'mbpp'")
+                        "file or directory (also a hub repository's files or a save_to_disk copy), or a hub id "
+                        "such as 'openai_humaneval' or 'mbpp'")
     config: str | None = Field(None, description="hub configuration, e.g. 'sanitized' for mbpp")
     format: Literal["auto", "humaneval", "mbpp", "functions", "stdio"] = Field(
         "auto", description="row format; auto-detected from the fields by default")

@@ -6,7 +6,7 @@ Registered through the ``grpo_env`` entry point ``math``; the core never imports
 from __future__ import annotations
 
 from grpo_env import hookimpl
-from grpo_env.types import Reward
+from grpo_env.types import Reward, Status
 from grpo_env_math.reward import answer_reward
 
 ANSWER_TIMEOUT = 5.0  # seconds; the scoring service kills a check that runs past it
@@ -21,6 +21,12 @@ def register_rewards(register):
             description="1.0 when the final answer (\\boxed{}, <answer>, ####, 'the answer is', last number) "
             "equals the gold answer (exact, numeric, then bounded symbolic check), else 0.0",
             timeout=ANSWER_TIMEOUT,
+            min_score=0.0,
+            gold_keys={
+                "answer": "the gold answer text, plain or LaTeX (missing, or not parsable: not_applicable)",
+                "last_number_fallback": "take the last number when no marked answer is found (default true)",
+            },
+            statuses=(Status.CORRECT, Status.INCORRECT, Status.UNPARSABLE, Status.REJECTED, Status.NOT_APPLICABLE),
         )
     )
 

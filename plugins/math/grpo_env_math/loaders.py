@@ -78,7 +78,9 @@ def example_from_row(row: dict[str, Any], options: dict[str, Any]) -> Example:
 
 
 def resolve_source(source: str) -> str:
-    """A built-in set's directory, or the source unchanged (a local path or a hub id)."""
+    """A built-in set's directory, or the source unchanged: a local file or directory (ours, a hub
+    repository's files such as ``main/train-00000-of-00001.parquet``, or a ``save_to_disk`` copy; see
+    :func:`grpo_env.data.load_rows`) or a hub id."""
     return str(BUILTIN[source]) if source in BUILTIN else source
 
 

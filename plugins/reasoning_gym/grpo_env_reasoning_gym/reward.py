@@ -1,0 +1,68 @@
+"""``rg.score``: a reasoning-gym dataset's own scorer, its float turned into a typed outcome.
+
+The answer is the last ``<answer>`` block (reasoning-gym's convention); none is ``unparsable``.
+The scorer's value must be a real number in [0, 1]: 1 is ``correct``, 0 ``incorrect``, anything
+between ``partial``. A scorer that raises, or returns anything else (NaN, out of range, not a
+number), is reported as ``error`` naming the dataset: the item is left out of training, never a
+silent 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from functools import cache
+
+from grpo_env import Example, Outcome
+
+from grpo_env_reasoning_gym import datasets
+from grpo_env_reasoning_gym.extract import extract_answer
+from grpo_env_reasoning_gym.options import fields_model
+
+NAME = "rg.score"
+
+
+@cache
+def scorer_for(name: str, options_json: str):
+    """The dataset instance whose ``score_answer`` judges entries made with these options (one per
+    worker and config: some datasets take a second to build)."""
+    opts = fields_model(name).model_validate(json.loads(options_json)).model_dump()
+    return datasets.build(name, datasets.config_kwargs(name, opts), seed=0, size=1)
+
+
+def rg_score(completion: str, example: Example) -> Outcome:
+    gold = example.gold
+    name, options, entry = gold.get("dataset"), gold.get("options", {}), gold.get("entry")
+    if not isinstance(name, str) or not isinstance(entry, dict) or not isinstance(options, dict):
+        return Outcome.not_applicable("gold needs 'dataset' (a name), 'options' and 'entry' (objects)")
+    if name not in datasets.DATASETS:
+        return Outcome.error(f"reasoning-gym has no dataset {name!r}", dataset=name)
+    answer = extract_answer(completion)
+    if answer is None:
+        return Outcome.unparsable(reason="no <answer>...</answer> block", dataset=name)
+    try:
+        dataset = scorer_for(name, json.dumps(options, sort_keys=True))
+    except Exception as e:
+        return Outcome.error(f"reasoning-gym dataset {name!r}: options rejected: {type(e).__name__}: {e}", dataset=name)
+    try:
+        value = dataset.score_answer(answer, entry)
+    except Exception as e:
+        return Outcome.error(f"reasoning-gym scorer of dataset {name!r} raised {type(e).__name__}: {e}", dataset=name)
+    return outcome_of(name, value)
+
+
+def outcome_of(name: str, value: object) -> Outcome:
+    """The typed outcome of a scorer's return value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return Outcome.error(f"reasoning-gym scorer of dataset {name!r} returned {type(value).__name__} "
+                             f"{value!r:.80}, not a number", dataset=name)
+    score = float(value)
+    if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+        return Outcome.error(f"reasoning-gym scorer of dataset {name!r} returned {score!r}, outside [0, 1]",
+                             dataset=name)
+    if score == 1.0:
+        return Outcome.correct(dataset=name)
+    if score == 0.0:
+        return Outcome.incorrect(dataset=name)
+    return Outcome.partial(score, dataset=name)

@@ -1,0 +1,86 @@
+"""`grpo-env init NAME`: the scaffolded plugin installs, passes `grpo-env check` and its own tests."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from grpo_env.scaffold import write_plugin
+
+NAME = "scaffold_probe"
+DIST = "grpo-env-scaffold-probe"
+
+
+def cli(*args, cwd=None, timeout=300):
+    env = {**os.environ, "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "grpo_env.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def pip(*args):
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300)
+
+
+def installed(dist: str) -> bool:
+    """Asked in a fresh interpreter: this process's metadata cache may predate the install."""
+    code = f"from importlib import metadata\ntry: metadata.distribution({dist!r})\nexcept metadata.PackageNotFoundError: raise SystemExit(1)"
+    return subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_init_writes_every_file(tmp_path):
+    root = tmp_path / "plugin"
+    root.mkdir()  # an existing empty folder is fine
+    assert write_plugin(NAME, root)[0] == root
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert files == {"pyproject.toml", "README.md", f"grpo_env_{NAME}/__init__.py", f"grpo_env_{NAME}/task.py",
+                     f"grpo_env_{NAME}/reward.py", f"grpo_env_{NAME}/fixtures.py", f"tests/test_{NAME}.py",
+                     f"recipes/{NAME}.toml"}
+    pyproject = (root / "pyproject.toml").read_text()
+    assert f'name = "{DIST}"' in pyproject and f'{NAME} = "grpo_env_{NAME}"' in pyproject
+
+
+def test_init_never_overwrites(tmp_path):
+    root = tmp_path / "taken"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    r = cli("init", NAME, "--dir", str(root))
+    assert r.returncode == 2 and "already exists and is not an empty folder" in r.stderr
+    assert [p.name for p in root.iterdir()] == ["notes.txt"] and (root / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "name, needle",
+    [("Bad-Name", "plugin name 'Bad-Name' is invalid"), ("a.b", "plugin name 'a.b' is invalid"),
+     pytest.param("math", "plugin 'math', task 'math' already exist", marks=pytest.mark.slow)],  # loads every plugin
+)
+def test_init_refuses_bad_or_taken_names(tmp_path, name, needle):
+    r = cli("init", name, "--dir", str(tmp_path / "p"))
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_scaffolded_plugin_installs_checks_and_passes_its_tests(tmp_path):
+    root = tmp_path / DIST
+    if installed(DIST):  # left behind by a run that was killed before its clean-up
+        pip("uninstall", "-y", DIST)
+    r = cli("init", NAME, "--dir", str(root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # no network: nothing to fetch (grpo-env is installed; setuptools is in the venv)
+    r = pip("install", "-q", "--no-deps", "--no-build-isolation", "-e", str(root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        listing = cli("plugins")
+        line = next(l for l in listing.stdout.splitlines() if f" {NAME} " in l)
+        assert DIST in line and "loaded" in line and f"{NAME}.exact" in line, line
+        check = cli("check", NAME)
+        assert check.returncode == 0, check.stdout + check.stderr
+        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=root,
+                               capture_output=True, text=True, timeout=300)
+        assert tests.returncode == 0, tests.stdout + tests.stderr
+        assert "passed" in tests.stdout and "skipped" not in tests.stdout, tests.stdout  # the entry-point test ran
+    finally:
+        r = pip("uninstall", "-y", DIST)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not installed(DIST)  # the venv is as it was
