@@ -193,7 +193,7 @@ def ds_worker(out: str) -> None:
         model = fresh(1)
         opt, sched = make_optimizer(model, TrainConfig(**cfg))
         zero.initialize(model, opt, sched, TrainConfig(**cfg))
-        model.load_state_dict(state["weights"], strict=False)
+        model.load_state_dict(checkpoint.weights(checkpoint.latest(f"{out}/run/checkpoints"), state), strict=False)
         zero.load_full_state(model, state["optimizer"])
         back = zero.full_optimizer_state(model)
         result["round_trip"] = back["param_groups"] == state["optimizer"]["param_groups"] and all(
@@ -248,14 +248,16 @@ def test_deepspeed_launch_partitions_adamw_and_matches_one_process(tmp_path):
     # checkpoints hold the whole model and AdamW state: step 2 is what the loop trained, loads as a plain model
     ckpts = tmp_path / "run" / "checkpoints"
     state = torch.load(ckpts / "step-000002" / "state.pt", weights_only=False)
+    trained = checkpoint.weights(ckpts / "step-000002", state)  # the saved model's tensors: each stored once
     plain = AutoModelForCausalLM.from_pretrained(ckpts / "step-000002" / "model").state_dict()
-    for k, v in state["weights"].items():
+    for k, v in trained.items():
         assert torch.equal(v, got[0]["trained"][k]) and torch.equal(plain[k], v), k
     moments = sorted(s["exp_avg"].numel() for s in state["optimizer"]["state"].values())
-    assert moments == sorted(v.numel() for v in state["weights"].values())  # whole, not rank 0's partition
+    assert moments == sorted(v.numel() for v in trained.values())  # whole, not rank 0's partition
     # ... and each gathered element belongs to its parameter: after AdamW's first step (betas 0.9, 0.99)
     # exp_avg**2 == exp_avg_sq, and each weight moved by lr against the sign of its exp_avg
     first = torch.load(ckpts / "step-000001" / "state.pt", weights_only=False)
+    first["weights"] = checkpoint.weights(ckpts / "step-000001", first)
     assert _adam_step(first) == 1 and _adam_step(state) == 2
     lr = CFG["lr"]
     for (name, w1), s in zip(first["weights"].items(), first["optimizer"]["state"].values()):

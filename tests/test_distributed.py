@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from grpo_env.engine import sharding
+from grpo_env.engine import checkpoint, sharding
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist, init_from_env
 from grpo_env.engine.losses import group_advantages
@@ -390,11 +390,12 @@ def test_fsdp_launch_shards_the_policy_and_matches_one_process(tmp_path):
 
     ckpts = tmp_path / "run" / "checkpoints"
     state = torch.load(ckpts / "step-000002" / "state.pt", weights_only=False)
+    trained = checkpoint.weights(ckpts / "step-000002", state)  # the saved model's tensors: each stored once
     plain = AutoModelForCausalLM.from_pretrained(ckpts / "step-000002" / "model").state_dict()
-    for k, v in state["weights"].items():
+    for k, v in trained.items():
         assert torch.equal(v, got["trained"][k]) and torch.equal(plain[k], v), k
     moments = sorted(s["exp_avg"].numel() for s in state["optimizer"]["state"].values())
-    assert moments == sorted(v.numel() for v in state["weights"].values())  # the whole AdamW state, not rank 0's shard
+    assert moments == sorted(v.numel() for v in trained.values())  # the whole AdamW state, not rank 0's shard
     # the resumed run continued from step 2 to 3
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["step"] for ln in lines] == [1, 2, 3]

@@ -104,8 +104,9 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def weights(path: str | os.PathLike, state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The trained weights of checkpoint ``path``: from ``state.pt`` when it holds them (LoRA,
-    older checkpoints), else from the saved model's safetensors files (every shard)."""
+    """The trained weights of checkpoint ``path``, by name in parameter order: from ``state.pt``
+    when it holds them (LoRA, older checkpoints), else the names ``state.pt`` lists
+    (``weight_names``) from the saved model's safetensors files (every shard)."""
     if "weights" in state:
         return state["weights"]
     from safetensors.torch import load_file
@@ -113,10 +114,13 @@ def weights(path: str | os.PathLike, state: dict[str, Any]) -> dict[str, torch.T
     files = sorted((Path(path) / "model").glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"checkpoint {path} holds no weights: neither state.pt nor model/*.safetensors")
-    out: dict[str, torch.Tensor] = {}
+    saved: dict[str, torch.Tensor] = {}
     for f in files:
-        out.update(load_file(f))
-    return out
+        saved.update(load_file(f))
+    missing = [n for n in state["weight_names"] if n not in saved]
+    if missing:
+        raise KeyError(f"checkpoint {path}: the saved model lacks trained weights {missing[:3]}")
+    return {n: saved[n] for n in state["weight_names"]}
 
 
 def rng_state() -> dict[str, Any]:

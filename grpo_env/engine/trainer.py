@@ -559,10 +559,11 @@ def train(
             return
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         in_model = save_model is not None and not hasattr(model, "merge_and_unload")  # saved as trained
+        names = [k for k in weights if k in trainable]
         state = {
             "step": run.step,
             "bad_steps": run.bad_steps,
-            **({} if in_model else {"weights": {k: v.detach().cpu().clone() for k, v in weights.items() if k in trainable}}),
+            **({"weight_names": names} if in_model else {"weights": {k: weights[k].detach().cpu().clone() for k in names}}),
             "optimizer": optimizer,
             "scheduler": sched.state_dict(),
             "prompts": prompts.state_dict(),
