@@ -202,3 +202,20 @@ def test_defines_matches_the_regex_it_replaced(code):
     """Line by line: the regex's whitespace could run across lines, and "def\\nadd(" defines nothing."""
     assert extract.defines(code, "add") == any(_old_defines(line, "add") for line in code.split("\n"))
     assert not extract.defines("def\nadd(a, b):", "add") and not extract.defines("add\n= 1", "add")
+
+
+def test_constant_expressions_of_the_tests_are_folded_into_data():
+    """`2.0 / 3.0`, `3 + 5 + 7`, `'ab' + 'cd'`, `3 * 19` in a HumanEval assert are the data set's
+    constants: folded (no eval), so the test is data and its expectation never enters the child."""
+    from grpo_env_code.convert import convert_humaneval
+
+    test = ("def check(candidate):\n    assert abs(candidate([1.0, 2.0, 3.0]) - 2.0 / 3.0) < 1e-06\n"
+            "    assert candidate('abcde' + 'cade') == (3 + 5 + 7, 3 * 5 * 7)\n    assert candidate(3 * 19) == [3, 19]\n"
+            "    assert candidate(-(2 * 4)) == 'x' * 3\n")
+    conv = convert_humaneval(test, "f")
+    assert conv.converted and [t["check"] for t in conv.tests] == ["close", "eq", "eq", "eq"]
+    assert conv.tests[0]["expected"] == 2.0 / 3.0 and conv.tests[0]["strict"] is True
+    assert conv.tests[1]["args"] == ["abcdecade"] and conv.tests[1]["expected"] == {"$t": [15, 105]}
+    assert conv.tests[2]["args"] == [57] and conv.tests[3]["args"] == [-8] and conv.tests[3]["expected"] == "xxx"
+    for unfoldable in ("'x' * 10 ** 9", "1 / 0", "len('abc')", "[0] * 100000"):
+        assert not convert_humaneval(f"def check(candidate):\n    assert candidate({unfoldable}) == 1\n", "f").converted

@@ -290,13 +290,32 @@ def mount_run_tmp(under_tmp):
 # the child side of one run (D)
 
 
+LINK_FD, GO_FD = 100, 101  # where a tree keeps its link and its go pipe, out of the way of 0..4
+
+
+def keep_only(link):
+    """Close every inherited descriptor but the link and the go pipe (at LINK_FD, GO_FD)."""
+    if link.fileno() != LINK_FD:  # (dup3 refuses equal descriptors)
+        os.dup2(link.fileno(), LINK_FD, inheritable=False)
+        link.close()
+    os.closerange(3, LINK_FD)
+    os.closerange(GO_FD + 1, 1 << 16)
+    return socket.socket(fileno=LINK_FD)
+
+
 def presetup_child(link, ns):
-    """D before its request arrives: nothing inherited but the link."""
-    fd = fcntl.fcntl(link.fileno(), fcntl.F_DUPFD_CLOEXEC, 100)  # out of the way of 0..3
-    os.closerange(3, fd)
-    os.closerange(fd + 1, 1 << 16)
+    """D before its request arrives: nothing inherited but the link and the go pipe."""
     # (namespaces mode: C dropped every capability and set no_new_privs before forking D)
-    return socket.socket(fileno=fd)
+    return keep_only(link)
+
+
+def wait_for_go():
+    """Block until the template process says the tree after this one exists (or is gone): only
+    then may the code run, so the run's process count is exact (see ``serve``)."""
+    try:
+        os.read(GO_FD, 1)
+    finally:
+        os.close(GO_FD)
 
 
 def drop_to(uid, parent):
@@ -603,6 +622,7 @@ def run_child(link, cfg, codec, parent=None):
         os._exit(EXIT_SETUP)
     try:
         req, fds = recv_request(link)
+        wait_for_go()
     except BaseException:  # the zygote is closing
         os._exit(EXIT_SETUP)
     try:
@@ -624,23 +644,23 @@ def run_child(link, cfg, codec, parent=None):
 
 def run_init(link, cfg):
     """C, pid 1 of the run's pid namespace: set the run up, fork D, reap orphans until D is done,
-    exit with D's status; the kernel then kills whatever is left in the namespace."""
+    exit with D's status; the kernel then kills whatever is left in the namespace. Returns (in D
+    only) the link D waits on."""
     unshare(CLONE_NEWNS)  # the run's own mount namespace, for its own /tmp
     mount_run_tmp(cfg["under_tmp"])
-    os.closerange(3, link.fileno())  # nothing of the template process's (its socket, a /proc handle)
-    os.closerange(link.fileno() + 1, 1 << 16)
+    link = keep_only(link)  # nothing of the template process's (its socket, a /proc handle)
     drop_capabilities()  # C needs none either: it only forks and waits
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     prctl(PR_SET_DUMPABLE, 0)
-    if SECCOMP_PROGRAM:
-        SECCOMP.install(SECCOMP_PROGRAM)  # C and everything below it
+    if INSTALL_FILTER is not None:
+        INSTALL_FILTER()  # C and everything below it
     # Python's SIGINT handler would let the code interrupt C (pid 1 only gets signals it handles)
     # and turn its own failure into a "sandbox failure"; with no handler, C cannot be signalled.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     d = os.fork()
     if d == 0:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        return  # D goes on to run_child
+        return link  # D goes on to run_child with it
     link.close()
     while True:
         try:
@@ -676,24 +696,39 @@ def prefork(sock, cfg, codec):
     namespaces mode: zygote -> C (pid 1 of new pid and IPC namespaces) -> D; fallback: zygote ->
     D, the zygote being the child subreaper that sweeps what D leaves behind."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    go_r, go_w = os.pipe()
     pid = fork_into_new_namespaces() if cfg["ns"] else os.fork()
     if pid == 0:
         try:
             sock.close()
             ours.close()
+            os.close(go_w)
+            os.dup2(go_r, GO_FD, inheritable=False)
+            if go_r != GO_FD:
+                os.close(go_r)
             os.setpgid(0, 0)  # the supervisor kills the run by its process group
             die_with_parent(None if cfg["ns"] else cfg["zygote_pid"])
             if cfg["ns"]:
-                run_init(theirs, cfg)  # returns in D only
+                theirs = run_init(theirs, cfg)  # returns in D only
         except BaseException:
             os._exit(EXIT_SETUP)
         run_child(theirs, cfg, codec, None if cfg["ns"] else cfg["zygote_pid"])
     theirs.close()
+    os.close(go_r)
     try:
         os.setpgid(pid, pid)
     except OSError:
         pass
-    return pid, ours
+    return pid, ours, go_w
+
+
+def release(go):
+    """Let a handed-over tree's code run (the tree after it exists now)."""
+    try:
+        os.write(go, b"g")
+    except OSError:  # the tree is gone
+        pass
+    os.close(go)
 
 
 def finish(pid, keep, ns):
@@ -716,21 +751,24 @@ def hand_over(sock, msg, pid, link):
 
 
 def serve(sock, cfg, codec, ready):
-    """Keep one idle tree handed out ahead; when a run's tree ends, report it with the next one.
-    The tree after it is forked before a tree is handed over, so while a run's code runs, the
-    namespace's process count is always the template, the idle tree and the run: the process
-    limit the supervisor computes from that is exact."""
-    pid, link = prefork(sock, cfg, codec)
-    msg = ready
+    """Keep one idle tree handed out ahead; when a run's tree ends, report it together with the
+    next tree at once, then fork the tree after that one and only then let the handed-over tree's
+    code run (its go pipe). So while a run's code runs, the namespace's process count is always the
+    template, one idle tree and the run: the process limit the supervisor computes from that is
+    exact, and no fork is on the path from a run's end to the next run's start."""
+    pid, link, go = prefork(sock, cfg, codec)
+    hand_over(sock, ready, pid, link)
+    nxt, nxt_link, nxt_go = prefork(sock, cfg, codec)
+    release(go)
     while True:
-        nxt, nxt_link = prefork(sock, cfg, codec)  # ready while the current tree waits or runs
+        done = finish(pid, keep=(nxt,), ns=cfg["ns"])  # returns when the supervisor's run (or its close) ends it
         try:
-            hand_over(sock, msg, pid, link)
+            hand_over(sock, done, nxt, nxt_link)
         except OSError:  # the supervisor is gone
             return
-        # returns when the supervisor's run (or its close) ends the current tree
-        msg = finish(pid, keep=(nxt,), ns=cfg["ns"])
-        pid, link = nxt, nxt_link
+        after, after_link, after_go = prefork(sock, cfg, codec)
+        release(nxt_go)
+        pid, nxt, nxt_link, nxt_go = nxt, after, after_link, after_go
 
 
 def load_sibling(name):
@@ -744,12 +782,11 @@ def load_sibling(name):
     return mod
 
 
-SECCOMP = None  # the seccomp module, and the filter it built (bytes): installed by each run's pid 1
-SECCOMP_PROGRAM = b""
+INSTALL_FILTER = None  # the seccomp filter's installer, made once here; each run's pid 1 calls it
 
 
 def start(cfg):
-    global PROC_FD, TMP_MB, SECCOMP, SECCOMP_PROGRAM, NO_MOUNT_SETATTR
+    global PROC_FD, TMP_MB, INSTALL_FILTER, NO_MOUNT_SETATTR
     TMP_MB = int(cfg.get("tmp_mb", TMP_MB))
     NO_MOUNT_SETATTR = bool(cfg.get("no_mount_setattr"))
     os.environ.pop("LD_BIND_NOW", None)  # read by the loader at exec only; runs must not inherit it
@@ -763,10 +800,11 @@ def start(cfg):
     cfg["zygote_pid"] = os.getpid()
     if cfg["ns"]:
         if cfg.get("seccomp", True):
-            SECCOMP = load_sibling("seccomp")
+            seccomp = load_sibling("seccomp")
             try:
-                SECCOMP_PROGRAM = SECCOMP.build()
-                features["seccomp"] = f"{len(SECCOMP_PROGRAM) // 8} BPF instructions"
+                program = seccomp.build()
+                INSTALL_FILTER = seccomp.Installer(program)
+                features["seccomp"] = f"{len(program) // 8} BPF instructions"
             except OSError as e:
                 features["seccomp"] = f"off: {e}"
         uid, gid = os.geteuid(), os.getegid()  # before unshare: inside a new user namespace they read 65534

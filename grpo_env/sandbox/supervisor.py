@@ -232,6 +232,17 @@ class Sandbox:
         if not self._fds:
             raise SandboxError("the template process handed over a tree without its link")
         self._slot = (msg["slot"], socket.socket(fileno=self._fds.pop(0)))
+        self.idle_group = msg["slot"]
+
+    def _wait_slot(self) -> None:
+        """The next idle tree: the template process hands it over just after a run's end."""
+        deadline = time.monotonic() + 10
+        while self._slot is None:
+            msg = self._recv_msg(deadline)
+            if msg is None:
+                raise SandboxError(f"the template process handed over no idle tree ({self._log_tail()})")
+            if "slot" in msg:
+                self._take_slot(msg)
 
     def _stop(self) -> None:
         if self._slot is not None:
@@ -342,8 +353,7 @@ class Sandbox:
         return got.get("t") or RunResult(status="error", mode=self.mode, detail="the tester run did not finish"), candidate
 
     def _run(self, kind: str, request: dict, stdin: bytes, lim: Limits, channel: socket.socket | None) -> RunResult:
-        if self._slot is None:
-            raise SandboxError("no idle process tree to run in")
+        self._wait_slot()
         self._runs += 1
         if self.mode == "namespaces":
             workdir, inside = None, "/tmp"  # a fresh tmpfs per run, in the run's mount namespace
@@ -454,12 +464,14 @@ class Sandbox:
                 if key.fileobj is self._sock:
                     if not self._recv_chunk():
                         raise SandboxError(f"the template process died: {self._log_tail()}")
-                    if b"\n" in self._buf:
+                    while done is None and b"\n" in self._buf:
                         line, self._buf = self._buf.split(b"\n", 1)
-                        done = json.loads(line)  # the run's end, with the next idle tree
-                        self._take_slot(done)
-                        self.idle_group = done["slot"]
-                        sel.unregister(self._sock)
+                        msg = json.loads(line)
+                        if "slot" in msg:  # (a tree handed over late, before this run's end)
+                            self._take_slot(msg)
+                        if msg.get("done"):
+                            done = msg  # the run's end; the next idle tree follows in its own message
+                            sel.unregister(self._sock)
                     continue
                 data = os.read(fd, 65536)
                 if not data:

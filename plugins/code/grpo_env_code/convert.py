@@ -34,10 +34,46 @@ class Converted:
         return not self.steps
 
 
+MAX_FOLDED = 10_000  # largest str/list/tuple a folded constant expression may build (items or characters)
+_FOLD = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+         ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b}
+
+
+def _fold(node: ast.AST) -> Any:
+    """A constant expression of a data set's test (``2.0 / 3.0``, ``3 + 5 + 7``, ``'ab' + 'cd'``,
+    ``[1] * 3``) evaluated without eval: literals, containers of them, unary +/- and + - * / // %,
+    with every result capped in size. Anything else is not convertible."""
+    if isinstance(node, ast.Constant) or not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Tuple, ast.List)):
+        return ast.literal_eval(node)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        items = [_fold(e) for e in node.elts]
+        return tuple(items) if isinstance(node, ast.Tuple) else items
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _fold(node.operand)
+        if type(value) not in (int, float):
+            raise ValueError("unary minus on a non-number")
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and type(node.op) in _FOLD:
+        a, b = _fold(node.left), _fold(node.right)
+        numbers = type(a) in (int, float) and type(b) in (int, float)
+        sequence = type(a) in (str, list, tuple) and (type(b) is type(a) or (type(b) is int and isinstance(node.op, ast.Mult)))
+        if isinstance(node.op, ast.Mult) and type(a) is int and type(b) in (str, list, tuple):
+            a, b = b, a  # 3 * 'ab'
+            sequence = True
+        if not numbers and not (sequence and isinstance(node.op, (ast.Add, ast.Mult))):
+            raise ValueError("not a constant expression")
+        if sequence and (len(a) if type(b) is int else len(a) + len(b)) * (b if type(b) is int else 1) > MAX_FOLDED:
+            raise ValueError("folded value too large")
+        if numbers and max(abs(a), abs(b)) > 10 ** 100:
+            raise ValueError("number too large to fold")
+        return _FOLD[type(node.op)](a, b)
+    raise ValueError("not a constant expression")
+
+
 def _literal(node: ast.AST) -> Any:
     try:
-        value = ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = _fold(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, ZeroDivisionError, OverflowError):
         raise NotConvertible(ast.unparse(node)) from None
     try:
         codec.encode(value)
@@ -192,7 +228,7 @@ def _called_name(body: list[ast.stmt]) -> str | None:
 
 def _is_literal(node: ast.AST) -> bool:
     try:
-        ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        _fold(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, ZeroDivisionError, OverflowError):
         return False
     return True
