@@ -78,6 +78,15 @@ def score(*completions: str, bound: float = 30.0, example=ESCAPE):
     return outs
 
 
+def probe(code: str):
+    """What ``f()`` of ``code`` returns inside a fresh sandbox (decoded record), to see how a
+    defence answered, beside the scored attack."""
+    with Sandbox(Limits(wall=3)) as box:
+        run = box.run("function", {"code": code, "entry_point": "f", "calls": [[]]})
+    assert 0 in run.records, run
+    return run.records[0]["v"]
+
+
 def assert_defended(out, status=Status.INCORRECT):
     assert out.score == 0.0 and out.status is status, out
 
@@ -225,9 +234,7 @@ def test_nothing_in_the_view_can_be_written():
             "            codes.append(e.errno)\n"
             "    flags = [os.statvfs(p).f_flag & (os.ST_RDONLY | os.ST_NOSUID) for p in (stdlib, '/usr/lib', '/')]\n"
             "    return [codes, flags]\n")
-    with Sandbox(Limits(wall=3)) as box:
-        run = box.run("function", {"code": code, "entry_point": "f", "calls": [[]]})
-    codes, flags = run.records[0]["v"]
+    codes, flags = probe(code)
     # EROFS: read-only mounts, not just file permissions. Writing to an existing file checks the
     # permission first: as root the run's uid owns nothing (EACCES); as a user who owns their
     # interpreter, only the mount stops the write to os.py
@@ -282,9 +289,7 @@ def test_no_inherited_descriptor_no_peer_to_trace():
             "        return True\n"
             "    except OSError:\n"
             "        return False\n")
-    with Sandbox(Limits(wall=3)) as box:
-        run = box.run("function", {"code": code, "entry_point": "f", "calls": [[]]})
-    assert run.records[0]["v"] == 0, run
+    assert probe(code) == 0
     (out,) = score(code)
     assert_defended(out)
 
@@ -301,9 +306,7 @@ def test_no_inherited_descriptor_no_peer_to_trace():
 def test_system_call_filter(call):
     code = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
             f"def f():\n    return 'escaped' if {call} >= 0 else ctypes.get_errno()\n")
-    with Sandbox(Limits(wall=3)) as box:
-        run = box.run("function", {"code": code, "entry_point": "f", "calls": [[]]})
-    assert run.records[0]["v"] == 1, run  # EPERM, from the filter
+    assert probe(code) == 1  # EPERM, from the filter
     (out,) = score(code)
     assert_defended(out)
 
@@ -317,9 +320,7 @@ def test_clone3_falls_back_and_threads_still_work():
             "    t.start(); t.join()\n"
             "    p = subprocess.run(['/bin/echo', 'hi'], capture_output=True)\n"
             "    return [r, ctypes.get_errno(), out, p.stdout]\n")
-    with Sandbox(Limits(wall=3)) as box:
-        run = box.run("function", {"code": code, "entry_point": "f", "calls": [[]]})
-    assert run.records[0]["v"] == [-1, 38, [1], {"$b": b"hi\n".hex()}], run  # clone3: ENOSYS
+    assert probe(code) == [-1, 38, [1], {"$b": b"hi\n".hex()}]  # clone3: ENOSYS
 
 
 # ---------------------------------------------------------------------------------------------
