@@ -178,7 +178,7 @@ FLOODS = {
 
 
 def test_fence_floods_get_a_typed_status_fast_through_the_cli(tmp_path):
-    honest = f"```python\ndef successor(x):\n    return x + 1\n```"
+    honest = "```python\ndef successor(x):\n    return x + 1\n```"
     rows = [{**SUCCESSOR, "task_id": name, "completion": text} for name, text in FLOODS.items()]
     rows.append({**SUCCESSOR, "task_id": "1 MB", "completion": _fill("```python\n", 1_000_000)})
     rows.append({**SUCCESSOR, "task_id": "honest", "completion": honest})

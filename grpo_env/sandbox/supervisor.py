@@ -341,7 +341,11 @@ class Sandbox:
         if self._tester is None:
             self._tester = Sandbox(self.limits, isolation=self.mode, allow_unisolated=self._allow_unisolated,
                                    tmp_mb=self.tmp_mb, seccomp=self.seccomp)
-        self._tester.ensure_started()  # here: a template process dies with the thread that started it
+        try:
+            self._tester.ensure_started()  # here: a template process dies with the thread that started it
+        except (OSError, ValueError, SandboxError) as e:
+            failed = RunResult(status="error", mode=self.mode, detail=f"sandbox failure (tester): {e}")
+            return failed, failed
         tester_limits = replace(lim, wall=lim.wall + 2, cpu=lim.cpu + 2, memory_mb=max(lim.memory_mb, 512), processes=2)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         got: dict[str, RunResult] = {}
