@@ -460,7 +460,7 @@ class Channel:
     """JSON lines over the socket between a tester and the candidate's run (fd 4)."""
 
     def __init__(self, fd, cap):
-        self.fd, self.cap, self.buf, self.closed = fd, cap, b"", False
+        self.fd, self.cap, self.buf, self.seen, self.closed = fd, cap, bytearray(), 0, False
 
     def send(self, obj):
         data = (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode()
@@ -468,8 +468,10 @@ class Channel:
             data = data[os.write(self.fd, data):]
 
     def recv(self):
-        """The next message, or None at the end (EOF, or a message over the size cap)."""
-        while b"\n" not in self.buf:
+        """The next message, or None at the end (EOF, or a message over the size cap). Linear in
+        what arrives: each byte is appended and searched for the newline once."""
+        while (end := self.buf.find(b"\n", self.seen)) < 0:
+            self.seen = len(self.buf)
             if self.closed or len(self.buf) > self.cap:
                 self.closed = True
                 return None
@@ -478,7 +480,9 @@ class Channel:
                 self.closed = True
                 return None
             self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
+        line = bytes(self.buf[:end])
+        del self.buf[:end + 1]
+        self.seen = 0
         return json.loads(line)
 
 
@@ -534,6 +538,11 @@ def run_tester(req, codec, records):
             raise kind(str(reply["e"])[:500])
         return codec.decode(reply.get("v"))
 
+    def exit_if_not_applicable():
+        if "na" in state:  # the whole suite, not this step: one record saying why, nothing else
+            records.write({"na": state["na"]})
+            flush_exit(0)
+
     env = {"__name__": "__main__", "__builtins__": builtins}
     try:
         try:
@@ -546,9 +555,7 @@ def run_tester(req, codec, records):
     except MemoryError:
         flush_exit(EXIT_MEMORY)
     except BaseException as e:
-        if "na" in state:
-            records.write({"na": state["na"]})
-            flush_exit(0)
+        exit_if_not_applicable()
         if not state.get("calls"):  # the data set's own code failed: not the candidate's doing
             print(f"the tests' set-up failed: {describe(e)}", file=sys.stderr)
             flush_exit(EXIT_SETUP)
@@ -567,9 +574,7 @@ def run_tester(req, codec, records):
             flush_exit(EXIT_MEMORY)
         except BaseException as e:
             rec = {"i": i, "e": describe(e)}
-        if "na" in state:
-            records.write({"na": state["na"]})
-            flush_exit(0)
+        exit_if_not_applicable()
         records.write(rec)
     flush_exit(0)
 

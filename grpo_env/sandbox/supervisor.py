@@ -234,16 +234,6 @@ class Sandbox:
         self._slot = (msg["slot"], socket.socket(fileno=self._fds.pop(0)))
         self.idle_group = msg["slot"]
 
-    def _wait_slot(self) -> None:
-        """The next idle tree: the template process hands it over just after a run's end."""
-        deadline = time.monotonic() + 10
-        while self._slot is None:
-            msg = self._recv_msg(deadline)
-            if msg is None:
-                raise SandboxError(f"the template process handed over no idle tree ({self._log_tail()})")
-            if "slot" in msg:
-                self._take_slot(msg)
-
     def _stop(self) -> None:
         if self._slot is not None:
             self._slot[1].close()  # its D sees EOF and leaves
@@ -316,16 +306,13 @@ class Sandbox:
         ``detail`` says why."""
         try:
             with self._lock:
-                if self._proc is None or self._proc.poll() is not None:
-                    self._start()
                 try:
+                    if self._proc is None or self._proc.poll() is not None:
+                        self._start()
                     return self._run(kind, request, stdin, limits or self.limits, channel)
                 except (OSError, ValueError, SandboxError) as e:
                     self._stop()  # a broken template process is replaced on the next run
                     return RunResult(status="error", mode=self.mode, detail=f"sandbox failure: {e}")
-        except (OSError, ValueError, SandboxError) as e:
-            self._stop()
-            return RunResult(status="error", mode=self.mode, detail=f"sandbox failure: {e}")
         finally:
             if channel is not None:
                 channel.close()
@@ -357,7 +344,8 @@ class Sandbox:
         return got.get("t") or RunResult(status="error", mode=self.mode, detail="the tester run did not finish"), candidate
 
     def _run(self, kind: str, request: dict, stdin: bytes, lim: Limits, channel: socket.socket | None) -> RunResult:
-        self._wait_slot()
+        if self._slot is None:
+            raise SandboxError("no idle process tree to run in")
         self._runs += 1
         if self.mode == "namespaces":
             workdir, inside = None, "/tmp"  # a fresh tmpfs per run, in the run's mount namespace
@@ -468,14 +456,11 @@ class Sandbox:
                 if key.fileobj is self._sock:
                     if not self._recv_chunk():
                         raise SandboxError(f"the template process died: {self._log_tail()}")
-                    while done is None and b"\n" in self._buf:
+                    if b"\n" in self._buf:
                         line, self._buf = self._buf.split(b"\n", 1)
-                        msg = json.loads(line)
-                        if "slot" in msg:  # (a tree handed over late, before this run's end)
-                            self._take_slot(msg)
-                        if msg.get("done"):
-                            done = msg  # the run's end; the next idle tree follows in its own message
-                            sel.unregister(self._sock)
+                        done = json.loads(line)  # the run's end, with the next idle tree
+                        self._take_slot(done)
+                        sel.unregister(self._sock)
                     continue
                 data = os.read(fd, 65536)
                 if not data:
