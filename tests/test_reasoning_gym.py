@@ -186,3 +186,23 @@ def test_conformance_script_writes_between_the_markers(tmp_path, capsys):
     assert text.startswith("intro\n") and text.endswith("outro\n") and "STALE" not in text
     assert conformance.row(conformance.verdict(RAISES)) in text and "2 datasets, 1 flagged" in text
     assert conformance.main(["no_such_dataset"]) == 2 and "no_such_dataset" in capsys.readouterr().err
+
+
+def test_an_oversized_answer_is_refused_before_any_scorer_sees_it(tmp_path, registry):
+    """Upstream scorers are not linear (sympy parses the answer): 330 KB of junk took 1.2 s in
+    `polynomial_multiplication` and five others. Gold answers are at most about 2 KB, so an
+    answer over MAX_ANSWER_CHARS is `rejected` (scored 0, counted in training), fast."""
+    from grpo_env_reasoning_gym.reward import MAX_ANSWER_CHARS
+
+    ex = first(registry, "polynomial_multiplication")
+    big = "<answer>" + "1 2 3 abc, " * 30000 + "</answer>"
+    rows = [{"id": ex.id, "prompt": ex.prompt[-1].content, "entry": ex.gold["entry"], "completion": c}
+            for c in (big, f"<answer>{'x' * (MAX_ANSWER_CHARS + 1)}</answer>", f"<answer>{ex.gold['entry']['answer']}</answer>")]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    start = time.perf_counter()
+    res = cli("score", "rg.polynomial_multiplication", "--input", str(src), "--output", str(tmp_path / "out.jsonl"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["status"], r["score"]) for r in out] == [("rejected", 0.0), ("rejected", 0.0), ("correct", 1.0)]
+    assert time.perf_counter() - start < 30  # the CLI's start-up included; the scorers never ran on the junk

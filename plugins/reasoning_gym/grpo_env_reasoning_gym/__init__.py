@@ -24,7 +24,8 @@ REWARD = Reward(
         "options": "the options the example was generated with (the scorer's dataset is rebuilt from them)",
         "entry": "reasoning-gym's entry: question, answer, metadata (what score_answer reads)",
     },
-    statuses=(Status.CORRECT, Status.PARTIAL, Status.INCORRECT, Status.UNPARSABLE, Status.ERROR, Status.NOT_APPLICABLE),
+    statuses=(Status.CORRECT, Status.PARTIAL, Status.INCORRECT, Status.UNPARSABLE, Status.REJECTED, Status.ERROR,
+              Status.NOT_APPLICABLE),
 )
 
 

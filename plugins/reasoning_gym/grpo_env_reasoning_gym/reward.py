@@ -1,6 +1,8 @@
 """``rg.score``: a reasoning-gym dataset's own scorer, its float turned into a typed outcome.
 
-The answer is the last ``<answer>`` block (reasoning-gym's convention); none is ``unparsable``.
+The answer is the last ``<answer>`` block (reasoning-gym's convention); none is ``unparsable``,
+and one over ``MAX_ANSWER_CHARS`` is ``rejected`` before any scorer sees it (upstream scorers are
+not linear: several parse the answer with sympy).
 The scorer's value must be a real number in [0, 1]: 1 is ``correct``, 0 ``incorrect``, anything
 between ``partial``. A scorer that raises, or returns anything else (NaN, out of range, not a
 number), is reported as ``error`` naming the dataset: the item is left out of training, never a
@@ -14,13 +16,14 @@ import math
 import numbers
 from functools import cache
 
-from grpo_env import Example, Outcome
+from grpo_env import Example, Outcome, Status
 
 from grpo_env_reasoning_gym import datasets
 from grpo_env_reasoning_gym.extract import extract_answer
 from grpo_env_reasoning_gym.options import fields_model
 
 NAME = "rg.score"
+MAX_ANSWER_CHARS = 20_000  # the longest gold answer of the 105 datasets is about 2,000 characters
 
 
 @cache
@@ -41,6 +44,8 @@ def rg_score(completion: str, example: Example) -> Outcome:
     answer = extract_answer(completion)
     if answer is None:
         return Outcome.unparsable(reason="no <answer>...</answer> block", dataset=name)
+    if len(answer) > MAX_ANSWER_CHARS:
+        return Outcome.of(Status.REJECTED, 0.0, reason=f"answer over {MAX_ANSWER_CHARS} characters", dataset=name)
     try:
         dataset = scorer_for(name, json.dumps(options, sort_keys=True))
     except Exception as e:
