@@ -158,10 +158,10 @@ def naive_chunk_logprobs(model, ro, s, cfg, with_entropy=False):
 
 def apply_lever(lever: str, cfg_kwargs: dict) -> None:
     """Switch one speed lever of the engine off (or bf16 on) for an ablation run."""
-    from grpo_env.engine import sampling, trainer
+    from grpo_env.engine import rollout, sampling, trainer
 
     if lever == "no_shared_prefill":  # generation prefills every prompt G times
-        trainer.generate = functools.partial(sampling.generate, share_prefix=False)
+        rollout.generate = functools.partial(sampling.generate, share_prefix=False)
     elif lever == "hf_generate":  # transformers' generate (cache grown by concatenation, its sampler), no shared prefill
         from grpo_env.engine import decode
 

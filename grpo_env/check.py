@@ -1,4 +1,5 @@
-"""`grpo-env check`: run a task's own fixtures through the real scoring service, twice.
+"""`grpo-env check`: run a task's own fixtures through the real scoring service, twice; an
+environment's scripted episodes through the real episode processes, twice.
 
 A task passes when it ships fixtures, every fixture gets the judgement it declares, two runs give
 identical outcomes, and its example streams are deterministic for a (split, seed). A failure says
@@ -13,6 +14,8 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from grpo_env.environment import Environment, EpisodeFixture
+from grpo_env.episodes import EpisodeHost, play
 from grpo_env.plugins import Registry
 from grpo_env.scoring import ScoringService
 from grpo_env.types import Fixture, Outcome, Scored, Status, Task
@@ -49,16 +52,24 @@ def describe(name: str, outcome: Outcome) -> str:
     return text
 
 
-def judge(fixture: Fixture, scored: Scored, task: Task, registry: Registry) -> str | None:
+def _short_of_full(name: str, o: Outcome, task: Task, registry: Registry) -> bool:
+    """True when component ``name`` is below full marks. An environment's own outcome is full when
+    ``correct``, or when it gave none (``not_applicable``) and its components judge alone."""
+    if name in registry.rewards and name != task.name:
+        return o.score != registry.rewards[name].max_score
+    return not (o.status is Status.CORRECT or (o.status is Status.NOT_APPLICABLE and not task.rewards.get(name)))
+
+
+def judge(fixture: Fixture | EpisodeFixture, scored: Scored, task: Task, registry: Registry) -> str | None:
     """Why ``scored`` does not meet the fixture's expectation, or None when it does."""
     comps = scored.components
     if fixture.expect == "full":
-        short = {n: o for n, o in comps.items() if o.score != registry.rewards[n].max_score}
+        short = {n: o for n, o in comps.items() if _short_of_full(n, o, task, registry)}
         if scored.status is Status.ERROR or short:
             got = ", ".join(describe(n, o) for n, o in (short or comps).items())
             return f"expected full marks, got {got}"
         return None
-    name = fixture.reward
+    name = getattr(fixture, "reward", None)
     if name is not None and name not in comps:
         return f"fixture names reward {name!r}, which task {task.name!r} does not use"
     if fixture.expect == "zero":
@@ -71,6 +82,8 @@ def judge(fixture: Fixture, scored: Scored, task: Task, registry: Registry) -> s
         return None
     want = Status(fixture.expect)
     name = name or next(iter(task.rewards))
+    if name not in comps:  # an episode the core stopped, or whose environment failed: its own outcome alone
+        name = task.name
     got = comps[name]
     if got.status is not want:
         extra = "" if got.status.excluded else f" {got.details}"
@@ -81,6 +94,50 @@ def judge(fixture: Fixture, scored: Scored, task: Task, registry: Registry) -> s
 def _stream_sample(task: Task, split: str, seed: int) -> list[str]:
     opts = task.parse_options({})
     return [ex.model_dump_json() for ex in itertools.islice(task.examples(split, seed, opts), SAMPLE)]
+
+
+def _check_streams(task: Task, result: TaskCheck) -> None:
+    for split in task.splits:
+        try:
+            if _stream_sample(task, split, 0) != _stream_sample(task, split, 0):
+                result.deterministic = False
+                result.problems.append(f"examples({split!r}, seed=0) differ between two calls")
+        except Exception as e:
+            result.problems.append(f"examples({split!r}, seed=0) failed: {type(e).__name__}: {e}")
+
+
+def check_environment(env: Environment, registry: Registry, host: EpisodeHost) -> TaskCheck:
+    """An environment's scripted episodes, each played twice through the real episode processes:
+    the declared judgement, tool-error count and turns played, and identical runs."""
+    result = TaskCheck(task=env.name)
+    try:
+        fixtures = env.get_fixtures()
+    except Exception as e:
+        result.problems.append(f"fixtures could not be built: {type(e).__name__}: {e}")
+        return result
+    result.fixtures = len(fixtures)
+    if not fixtures:
+        result.problems.append("the environment ships no scripted episodes (fixtures)")
+    for i, f in enumerate(fixtures):
+        label = f.note or f.example.id
+        example = f.example.model_copy(update={"task": env.name, "tools": env.tool_specs()})
+        a, b = play(host, example, f.turns), play(host, example, f.turns)
+        whys = [judge(f, a.scored, env, registry)]
+        if f.tool_errors is not None and a.stats.get("tool_errors") != f.tool_errors:
+            whys.append(f"expected {f.tool_errors} tool error(s), the core counted {a.stats.get('tool_errors')}")
+        if f.turns_played is not None and a.stats.get("turns") != f.turns_played:
+            whys.append(f"expected the episode to last {f.turns_played} turn(s), it lasted {a.stats.get('turns')}")
+        whys = [w for w in whys if w]
+        if whys:
+            result.problems.append(f"fixture {i} ({label}): {'; '.join(whys)}")
+        else:
+            result.passed += 1
+        same = a.scored.model_dump_json() == b.scored.model_dump_json() and a.observations == b.observations
+        if not same:
+            result.deterministic = False
+            result.problems.append(f"fixture {i} ({label}): two runs differ")
+    _check_streams(env, result)
+    return result
 
 
 def check_task(task: Task, registry: Registry, service: ScoringService) -> TaskCheck:
@@ -118,11 +175,5 @@ def check_task(task: Task, registry: Registry, service: ScoringService) -> TaskC
         if a.model_dump_json() != b.model_dump_json():
             result.deterministic = False
             result.problems.append(f"fixture {i}: two runs differ")
-    for split in task.splits:
-        try:
-            if _stream_sample(task, split, 0) != _stream_sample(task, split, 0):
-                result.deterministic = False
-                result.problems.append(f"examples({split!r}, seed=0) differ between two calls")
-        except Exception as e:
-            result.problems.append(f"examples({split!r}, seed=0) failed: {type(e).__name__}: {e}")
+    _check_streams(task, result)
     return result

@@ -1,4 +1,4 @@
-"""The `grpo-env` command line: plugins, tasks, score, check, doctor, train, eval."""
+"""The `grpo-env` command line: plugins, tasks, score, check, play, doctor, train, eval."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grpo_env import __version__
+from grpo_env.environment import Environment
 from grpo_env.plugins import PluginError, Registry, get_registry
 from grpo_env.recipe import RecipeError, apply_override
 
@@ -83,10 +84,10 @@ def _print_plugin_problems(reg: Registry, blocked: bool = False) -> None:
 def cmd_tasks(args: argparse.Namespace) -> int:
     reg = _registry()
     if args.name is None:
-        table = _table("tasks", "task", "plugin", "rewards (weight)", "description")
+        table = _table("tasks and environments", "task", "plugin", "rewards (weight)", "episodes", "description")
         for name, task in sorted(reg.tasks.items()):
             rewards = ", ".join(f"{r} ({w:g})" for r, w in task.rewards.items())
-            table.add_row(name, reg.origin[("task", name)], rewards, task.description)
+            table.add_row(name, reg.origin[("task", name)], rewards, _episode_summary(task), task.description)
         out.print(table)
         return 0
     task = _task(reg, args.name)
@@ -97,6 +98,11 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         raise CLIError(f"task {task.name!r} could not produce an example: {type(e).__name__}: {e}") from None
     out.print(f"[bold]{task.name}[/] (plugin {reg.origin[('task', task.name)]}): {task.description}")
     out.print(f"rewards: {task.rewards}   splits: {', '.join(task.splits)}")
+    if isinstance(task, Environment):
+        out.print(f"environment: {_episode_summary(task)}; step timeout {task.step_timeout:g} s, "
+                  f"episode timeout {task.episode_timeout:g} s", highlight=False)
+        for tool in task.tools:
+            out.print(f"[cyan]tool {tool.name}[/]: {tool.description} {json.dumps(tool.parameters)}", highlight=False)
     if example is None:
         out.print(f"split {args.split!r} yields no examples")
         return 0
@@ -105,6 +111,14 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         out.print(f"[cyan]{m.role}:[/] {m.content}", highlight=False)
     out.print(f"[dim]gold: {json.dumps(example.gold, ensure_ascii=False)[:1000]}[/]", highlight=False)
     return 0
+
+
+def _episode_summary(task) -> str:
+    """'-' for a single-turn task; an environment's turn limit and tools."""
+    if not isinstance(task, Environment):
+        return "-"
+    tools = ", ".join(t.name for t in task.tools) or "no tools"
+    return f"up to {task.max_turns} turns; tools: {tools}"
 
 
 def _task(reg: Registry, name: str):
@@ -151,7 +165,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Check the named tasks, or everything: then a dropped task or a failed plugin fails too."""
     from rich.markup import escape
 
-    from grpo_env.check import check_task
+    from grpo_env.check import check_environment, check_task
+    from grpo_env.episodes import EpisodeHost
     from grpo_env.scoring import ScoringService
 
     reg = _registry(warn=bool(args.names))
@@ -163,8 +178,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CLIError("no tasks registered: install a plugin (see `grpo-env plugins`)")
     results = []
     if tasks:
-        with ScoringService(reg.rewards, workers=args.workers) as service:
-            results = [check_task(t, reg, service) for t in tasks]
+        envs = {t.name: (t, t.rewards) for t in tasks if isinstance(t, Environment)}
+        with ScoringService(reg.rewards, workers=args.workers) as service, \
+                EpisodeHost(envs, service, workers=args.workers) as host:
+            results = [check_environment(t, reg, host) if t.name in envs else check_task(t, reg, service)
+                       for t in tasks]
     table = _table("grpo-env check", "task", "plugin", "fixtures", "passed", "deterministic", "result")
     for r in results:  # a flagged task's failures are known (its plugin's conformance check): reported, refused in training
         verdict = "[green]ok[/]" if r.ok else "[yellow]flagged[/]" if r.flagged else "[red]FAIL[/]"
@@ -184,6 +202,56 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.names:
         _print_plugin_problems(reg)
     return 0 if all(r.ok or r.flagged for r in results) and not broken and not dropped else 1
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    """Play one episode of an environment in the terminal: you type the assistant's turns."""
+    from grpo_env.check import describe
+    from grpo_env.episodes import EpisodeHost
+    from grpo_env.scoring import ScoringService
+
+    reg = _registry()
+    env = _task(reg, args.name)
+    if not isinstance(env, Environment):
+        raise CLIError(f"{env.name!r} is a single-turn task, not an environment (`grpo-env tasks {env.name}` shows "
+                       "its prompt; `grpo-env tasks` lists the environments)")
+    try:
+        example = next(iter(env.examples(args.split, args.seed, env.parse_options(_options(args.option)))), None)
+    except Exception as e:
+        raise CLIError(f"environment {env.name!r} could not produce an example: {type(e).__name__}: {e}") from None
+    if example is None:
+        raise CLIError(f"environment {env.name!r}: split {args.split!r} yields no examples")
+    example = example.model_copy(update={"task": env.name, "tools": env.tool_specs()})
+    out.print(f"[bold]{env.name}[/]: {_episode_summary(env)}. One line per turn (write \\n for a newline); "
+              "end of input stops the episode.", highlight=False)
+    for tool in env.tools:
+        out.print(f"[cyan]tool {tool.name}[/]: {tool.description} {json.dumps(tool.parameters)}", highlight=False)
+    for m in example.prompt:
+        out.print(f"[cyan]{m.role}:[/] {m.content}", highlight=False)
+    rewards = {n: reg.reward(n) for n in env.rewards if n != env.name}
+    with ScoringService(rewards, workers=1) as service, EpisodeHost({env.name: (env, env.rewards)}, service) as host:
+        batch = host.open([example])
+        session = batch.sessions[0]
+        turn = 0
+        while session.open and turn < env.max_turns:
+            turn += 1
+            out.print(f"[bold]assistant {turn}/{env.max_turns}>[/] ", end="")
+            line = sys.stdin.readline()
+            if not line:
+                out.print()
+                break
+            obs = batch.step([0], [line.rstrip("\n").replace("\\n", "\n")])[0]
+            for m in obs or []:
+                out.print(f"[green]{m.role}:[/] {m.content}", highlight=False)
+        if session.open:
+            batch.stop([0], "turns")
+        stats = dict(session.stats.as_dict())
+        scored = batch.judge()[0]
+    out.print(f"episode ended by {stats['ended_by']} after {turn} turn(s), {stats['tool_calls']} tool call(s), "
+              f"{stats['tool_errors']} tool error(s)", highlight=False)
+    out.print(f"reward {scored.total:g} ({scored.status}): " + "; ".join(describe(n, o) for n, o in scored.components.items()),
+              highlight=False)
+    return 0
 
 
 def cmd_rewards(args: argparse.Namespace) -> int:
@@ -310,6 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*")
     s.add_argument("--workers", type=int, default=2)
     s.set_defaults(fn=cmd_check)
+
+    s = sub.add_parser("play", help="play one episode of an environment in the terminal, typing the assistant's turns")
+    s.add_argument("name")
+    s.add_argument("--split", default="train")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="an environment option")
+    s.set_defaults(fn=cmd_play)
 
     s = sub.add_parser("rewards", help="list rewards, or describe one: what it checks, gold keys, scores, statuses")
     s.add_argument("name", nargs="?")

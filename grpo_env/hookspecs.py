@@ -15,3 +15,8 @@ def register_tasks(register):
 @hookspec
 def register_rewards(register):
     """Register reward components: call ``register(Reward(...))`` once per reward."""
+
+
+@hookspec
+def register_environments(register):
+    """Register environments: call ``register(Environment(...))`` once per environment."""

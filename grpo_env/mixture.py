@@ -34,6 +34,16 @@ class MixEntry:
     def reward_weights(self) -> dict[str, float]:
         return dict(self.rewards if self.rewards is not None else self.task.rewards)
 
+    @property
+    def components(self) -> dict[str, float]:
+        """The registered reward components among ``reward_weights`` (an environment's own name is
+        its outcome, not a reward)."""
+        return {k: w for k, w in self.reward_weights.items() if not (self.is_environment and k == self.task.name)}
+
+    @property
+    def is_environment(self) -> bool:
+        return hasattr(self.task, "make")
+
     def prepare(self, ex: Example) -> Example:
         """The example as the model sees it: tagged with its task and, with a prefill, its prompt ending
         in an assistant message that the model continues (replacing one the task put there: the
@@ -43,6 +53,9 @@ class MixEntry:
         update: dict[str, Any] = {}
         if ex.task != self.task.name:
             update["task"] = self.task.name
+        tools = getattr(self.task, "tool_specs", lambda: [])()  # an environment's tools
+        if tools and ex.tools != tools:
+            update["tools"] = tools
         if self.prefill:
             head = ex.prompt[:-1] if ex.prompt[-1].role == "assistant" and len(ex.prompt) > 1 else ex.prompt
             update["prompt"] = [*head, Message(role="assistant", content=self.prefill)]

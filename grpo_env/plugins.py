@@ -37,6 +37,7 @@ from typing import Any
 import pluggy
 
 from grpo_env import hookspecs
+from grpo_env.environment import Environment
 from grpo_env.types import Reward, Task
 
 ENTRY_POINT_GROUP = "grpo_env"
@@ -71,11 +72,14 @@ class PluginInfo:
     warnings: list[str] = field(default_factory=list)  # e.g. an optional reward component left out
     tasks: list[str] = field(default_factory=list)
     rewards: list[str] = field(default_factory=list)
+    environments: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Registry:
-    """Every task and reward the loaded plugins registered, attributed to their plugin."""
+    """Every task, environment and reward the loaded plugins registered, attributed to their plugin.
+    Environments are tasks played as episodes: they share the task table (and its names), so a
+    recipe mixes them like tasks."""
 
     tasks: dict[str, Task]
     rewards: dict[str, Reward]
@@ -86,7 +90,7 @@ class Registry:
         if name in table:
             return table[name]
         for info in self.plugins.values():
-            if name in info.tasks + info.rewards:
+            if name in info.tasks + info.rewards + info.environments:
                 why = info.dropped.get(name) or info.error or "; ".join(info.problems)
                 raise PluginError(f"{kind} {name!r} of plugin {info.name!r} is unavailable: {why}")
         hint = difflib.get_close_matches(name, table, n=1)
@@ -102,6 +106,10 @@ class Registry:
 
     def reward(self, name: str) -> Reward:
         return self._lookup("reward", self.rewards, name)
+
+    @property
+    def environments(self) -> dict[str, Environment]:
+        return {n: t for n, t in self.tasks.items() if isinstance(t, Environment)}
 
     @property
     def failures(self) -> list[PluginInfo]:
@@ -304,14 +312,19 @@ def _collect(hook_name: str, kind: type, infos: dict[str, PluginInfo]) -> dict[s
 
 
 def _build() -> Registry:
-    infos = {n: dataclasses.replace(i, tasks=[], rewards=[], problems=[], dropped={}, warnings=[])
+    infos = {n: dataclasses.replace(i, tasks=[], rewards=[], environments=[], problems=[], dropped={}, warnings=[])
              for n, i in _infos.items()}
     found_rewards = _collect("register_rewards", Reward, infos)
     found_tasks = _collect("register_tasks", Task, infos)
+    found_envs = _collect("register_environments", Environment, infos)
     for plugin, items in found_tasks.items():
         infos[plugin].tasks = [t.name for t in items]
     for plugin, items in found_rewards.items():
         infos[plugin].rewards = [r.name for r in items]
+    for plugin, items in found_envs.items():
+        infos[plugin].environments = [e.name for e in items]
+    for plugin, items in found_envs.items():  # one table with tasks: a name is a task or an environment
+        found_tasks.setdefault(plugin, []).extend(items)
 
     tasks: dict[str, Task] = {}
     rewards: dict[str, Reward] = {}
@@ -345,8 +358,15 @@ def _build() -> Registry:
 def _resolve_components(task: Task, rewards: dict[str, Reward], info: PluginInfo,
                         infos: dict[str, PluginInfo]) -> Task | None:
     """The task with its absent optional components left out (with a warning), or None when a
-    required one is absent (the task is dropped, and why is recorded on its plugin)."""
-    absent = [r for r in task.rewards if r not in rewards]
+    required one is absent (the task is dropped, and why is recorded on its plugin). An environment's
+    own name in its rewards is its outcome, not a registered reward (and must not be one)."""
+    own = task.name if isinstance(task, Environment) else None
+    if own is not None and own in rewards:
+        reason = f"its name is also a registered reward's, so rewards[{own!r}] would be ambiguous"
+        info.dropped[task.name] = reason
+        info.problems.append(f"environment {own!r} dropped: {reason}")
+        return None
+    absent = [r for r in task.rewards if r not in rewards and r != own]
     if not absent:
         return task
     required = [r for r in absent if r not in task.optional]

@@ -15,9 +15,10 @@ import torch
 
 from grpo_env.engine import checkpoint, sharding, tblog, zero
 from grpo_env.engine.config import ModelConfig
-from grpo_env.engine.distributed import DistributedError, init_from_env
+from grpo_env.engine.distributed import DistributedError
 from grpo_env.engine.model import ModelError, load_model, load_tokenizer, resolve_device, save_model
-from grpo_env.engine.sampling import generate, prefill_of, render_prompt
+from grpo_env.engine.parallel import init_from_env
+from grpo_env.engine.sampling import prefill_of
 from grpo_env.engine.trainer import ScoreFn, TrainingDiverged, train
 from grpo_env.mixture import MixEntry, MixtureError, TaskMixture
 from grpo_env.recipe import Recipe, RecipeError, load_recipe
@@ -41,7 +42,7 @@ def mix_entries(recipe: Recipe, registry) -> list[MixEntry]:
         except ValueError as e:
             raise RecipeError(f"tasks.{t.name}.options: {e}") from None
         entry = MixEntry(task=task, weight=t.weight, options=options, rewards=t.rewards, prefill=t.prefill)
-        for name in entry.reward_weights:
+        for name in entry.components:
             registry.reward(name)  # an unknown reward fails here, naming it, not mid-run
         entries.append(entry)
     return entries
@@ -62,6 +63,14 @@ def make_score_fn(service, entries: list[MixEntry]) -> ScoreFn:
                                       reward_texts(examples, completions))
 
     return score_fn
+
+
+def make_env_host(service, entries: list[MixEntry], workers: int = 2, grace: float = 1.0):
+    """The episode host for the mix's environments (None when the mix has none)."""
+    from grpo_env.episodes import EpisodeHost
+
+    envs = {e.task.name: (e.task, e.reward_weights) for e in entries if e.is_environment}
+    return EpisodeHost(envs, service, workers=workers, grace=grace) if envs else None
 
 
 def run_dir(recipe: Recipe) -> Path:
@@ -147,11 +156,12 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
         (out / "plugins.json").write_text(json.dumps(plugin_versions(registry, entries), indent=2))
-    rewards = {name: registry.reward(name) for e in entries for name in e.reward_weights}
+    rewards = {name: registry.reward(name) for e in entries for name in e.components}
     try:
         with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
+            host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace)
             run = train(model, tok, mix, make_score_fn(service, entries), recipe.train, out,
-                        ref_model=ref, resume=resume, save_model=save_model, dist=dist)
+                        ref_model=ref, resume=resume, save_model=save_model, dist=dist, env_host=host)
     except (TrainingDiverged, FileExistsError) as e:
         return _fail(str(e))
     if not dist.main:
@@ -168,7 +178,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
 def plugin_versions(registry, entries: list[MixEntry]) -> list[dict[str, str]]:
     """The plugins whose tasks or rewards this run uses, with their distributions and versions."""
     used = {registry.origin[("task", e.task.name)] for e in entries}
-    used |= {registry.origin[("reward", r)] for e in entries for r in e.reward_weights}
+    used |= {registry.origin[("reward", r)] for e in entries for r in e.components}
     return [
         {"name": i.name, "distribution": i.distribution, "version": i.version}
         for i in sorted(registry.plugins.values(), key=lambda i: i.name)
@@ -224,9 +234,15 @@ def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service, sampl
              temperature: float = 0.0) -> dict[str, dict[str, Any]]:
     """Per task on the held-out split: the fraction of completions whose primary (first) reward
     component says ``correct``, and the mean weighted reward. With ``samples`` K > 1 each prompt is
-    sampled K times at ``temperature``, and pass@1 .. pass@K (unbiased estimator over the K) are added."""
+    sampled K times at ``temperature``, and pass@1 .. pass@K (unbiased estimator over the K) are added.
+    Environments are played as episodes (the same rollout as training); their results add the
+    mean turns, tool calls and tool errors per episode."""
+    from grpo_env.engine import rollout
+
     ecfg, tcfg = recipe.train.eval, recipe.train
     max_new = ecfg.max_new_tokens or tcfg.max_new_tokens
+    rcfg = tcfg.model_copy(update={"max_new_tokens": max_new})
+    host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace)
     results: dict[str, dict[str, Any]] = {}
     for entry in entries:
         if ecfg.split not in entry.task.splits:
@@ -238,17 +254,19 @@ def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service, sampl
         correct_per_example: list[int] = []
         total_reward, n_reward, statuses = 0.0, 0, {}
         per_call = max(1, ecfg.batch_size // samples)  # prompts per generate call: batch_size rows at most
+        episodes: list[dict[str, Any]] = []
         for i in range(0, len(exs), per_call):
             chunk = exs[i : i + per_call]
-            prompts = [render_prompt(e, tok, tcfg.chat_template, tcfg.system_prompt) for e in chunk]
-            ro = generate(model, tok, prompts, samples, max_new_tokens=max_new, temperature=temperature)
+            ro, judged = rollout.run(model, tok, chunk, samples, rcfg, host, temperature=temperature)
             repeated = [e for e in chunk for _ in range(samples)]  # a prompt's samples are consecutive rows
-            scored = service.score_examples([weights] * len(repeated), repeated, reward_texts(repeated, ro.texts))
+            scored = judged if judged is not None else service.score_examples(
+                [entry.components] * len(repeated), repeated, reward_texts(repeated, ro.texts))
+            episodes += [e for e in (ro.episodes or []) if e is not None]
             for j in range(0, len(scored), samples):
                 group = scored[j : j + samples]
-                correct_per_example.append(sum(s.components[primary].status is Status.CORRECT for s in group))
+                correct_per_example.append(sum(_primary(s, primary) is Status.CORRECT for s in group))
                 for s in group:
-                    st = str(s.components[primary].status)
+                    st = str(_primary(s, primary))
                     statuses[st] = statuses.get(st, 0) + 1
                     if s.total == s.total:  # not NaN
                         total_reward += s.total
@@ -261,6 +279,9 @@ def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service, sampl
             "primary_reward": primary,
             "statuses": statuses,
         }
+        if episodes:
+            result["episodes"] = {k: sum(e[k] for e in episodes) / len(episodes)
+                                  for k in ("turns", "tool_calls", "tool_errors", "tokens")}
         if samples > 1:
             result["samples"] = samples
             result["temperature"] = temperature
@@ -269,6 +290,11 @@ def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service, sampl
             result["correct_counts"] = correct_per_example  # per prompt, in order: pass@k can be recomputed
         results[entry.task.name] = result
     return results
+
+
+def _primary(s: Scored, primary: str) -> Status:
+    """The status of the primary component (an episode whose environment failed has only that)."""
+    return s.components[primary].status if primary in s.components else s.status
 
 
 def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[str] = (), samples: int = 1,
@@ -300,7 +326,7 @@ def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[st
         model = load_model(mcfg, trainable=False)
     except (RecipeError, PluginError, MixtureError, ModelError) as e:
         return _fail(str(e))
-    rewards = {name: registry.reward(name) for e in entries for name in e.reward_weights}
+    rewards = {name: registry.reward(name) for e in entries for name in e.components}
     with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
         results = evaluate(model, tok, recipe, entries, service, samples=samples, temperature=temperature)
     Console().print(eval_table(mcfg.name, recipe.train.eval.split, results, samples, temperature))

@@ -106,7 +106,7 @@ class Outcome(BaseModel):
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]  # "tool": a tool's result in an episode
     content: str
 
 
@@ -119,6 +119,7 @@ class Example(BaseModel):
     prompt: list[Message]
     gold: dict[str, Any] = Field(default_factory=dict)
     task: str = ""  # filled in by the core when the example comes out of a registered task
+    tools: list[dict[str, Any]] = Field(default_factory=list)  # an environment's tool specs, filled in by the core
 
     @field_validator("prompt", mode="before")
     @classmethod

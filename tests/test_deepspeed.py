@@ -14,7 +14,8 @@ from test_distributed import CFG, UNEVEN, FixedPrompts, _free_port, accelerate_l
 
 from grpo_env.engine import checkpoint, zero
 from grpo_env.engine.config import TrainConfig
-from grpo_env.engine.distributed import Dist, DistributedError, check_launch_mode, init_from_env
+from grpo_env.engine.distributed import Dist, DistributedError
+from grpo_env.engine.parallel import check_launch_mode, init_from_env
 from grpo_env.engine.tiny import tiny_model, tiny_tokenizer
 from grpo_env.engine.trainer import make_optimizer, train
 

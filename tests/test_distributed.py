@@ -14,8 +14,9 @@ import torch
 
 from grpo_env.engine import checkpoint, sharding
 from grpo_env.engine.config import TrainConfig
-from grpo_env.engine.distributed import Dist, init_from_env
+from grpo_env.engine.distributed import Dist
 from grpo_env.engine.losses import group_advantages
+from grpo_env.engine.parallel import init_from_env
 from grpo_env.engine.sampling import generate
 from grpo_env.engine.tiny import tiny_model, tiny_tokenizer
 from grpo_env.engine.trainer import frozen_logprobs, train, update
@@ -283,7 +284,8 @@ output_dir = "{tmp_path / 'run'}"
 
 
 def test_launch_modes_pass_the_launch_check_and_bad_deepspeed_settings_do_not(monkeypatch):
-    from grpo_env.engine.distributed import DistributedError, check_launch_mode
+    from grpo_env.engine.distributed import DistributedError
+    from grpo_env.engine.parallel import check_launch_mode
 
     for var in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP", "ACCELERATE_DEEPSPEED_CONFIG_FILE",
                 "ACCELERATE_DEEPSPEED_ZERO_STAGE", "ACCELERATE_MIXED_PRECISION"):

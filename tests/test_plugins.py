@@ -178,7 +178,7 @@ def test_builtin_plugins_are_discovered_as_installed_distributions(fresh_plugins
         dist = f"grpo-env-{name.replace('_', '-')}"  # a plugin folder is a Python name, a distribution may use '-'
         assert info.distribution == dist
         assert info.version == importlib.metadata.version(dist)
-        assert info.tasks or info.rewards
+        assert info.tasks or info.rewards or info.environments
 
 
 def test_core_never_imports_a_plugin_by_name():

@@ -57,7 +57,8 @@ class TrainConfig(BaseModel):
     split: str = "train"  # split the training prompts are drawn from
 
     # --- sampling
-    max_new_tokens: int = Field(default=64, ge=1)  # completion length cap (longer: truncated)
+    max_new_tokens: int = Field(default=64, ge=1)  # completion length cap (longer: truncated); per turn in an episode
+    max_episode_tokens: int = Field(default=512, ge=1)  # an episode's tokens after the prompt (model's and environment's)
     temperature: float = Field(default=1.0, ge=0)  # 0: greedy (every completion of a group is equal)
     top_p: float = Field(default=1.0, gt=0, le=1)  # nucleus sampling mass
     top_k: int = Field(default=0, ge=0)  # 0: off

@@ -115,8 +115,12 @@ def decode(
     top_k: int = 0,
     top_p: float = 1.0,
     min_new_tokens: int = 0,  # EOS is forbidden before this many tokens
+    logprobs: list[torch.Tensor] | None = None,  # given a list: each step's (B,) sampled-token log-probs appended
 ) -> torch.Tensor:  # (N*G, T') completion tokens, pad after a row's EOS; T' <= max_new_tokens
-    """Sample completions; stops early once every row has produced an EOS."""
+    """Sample completions; stops early once every row has produced an EOS.
+
+    ``logprobs`` receives log softmax(logits / temperature) of each sampled token (the distribution
+    before top-k / top-p), the quantity the update recomputes."""
     base, head = _hidden_and_head(model)
     kw = cache_kwarg(base)
     G, T = group_size, max_new_tokens
@@ -125,6 +129,8 @@ def decode(
     out = base(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True)
     cache = preallocated_cache(output_cache(out), G, P + T)
     if cache is None:
+        if logprobs is not None:
+            raise ValueError("sampling-time log-probs need the preallocated-cache decode path")
         return _generate_fallback(model, prompt_ids, prompt_mask, G, T, eos, pad_id, temperature, top_k, top_p, min_new_tokens)
     hidden = out.last_hidden_state[:, -1].repeat_interleave(G, 0)  # (B, H) predicts the first token
     B, dev = N * G, prompt_ids.device
@@ -146,6 +152,9 @@ def decode(
         # 2. sample; rows already finished emit padding
         tok = sample_next(logits, temperature, top_k, top_p).masked_fill_(done, pad_id)  # (B,)
         tokens[:, t] = tok
+        if logprobs is not None:
+            scaled = logits / temperature if temperature > 0 else logits
+            logprobs.append(scaled.log_softmax(-1).gather(1, tok[:, None]).squeeze(1))
         done |= torch.isin(tok, eos_t)
         if t == T - 1 or ((t + 1) % check_every == 0 and bool(done.all())):
             break

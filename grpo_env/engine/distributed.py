@@ -7,6 +7,9 @@ gradients summed across ranks are those of a single process on the whole batch. 
 gathered so advantages and metrics cover the whole batch. Only rank 0 writes logs and checkpoints.
 Under an FSDP launch the policy is sharded (``sharding.py``) and FSDP sums its gradients itself;
 under a DeepSpeed launch DeepSpeed's engine partitions the optimiser state (ZeRO 1/2, ``zero.py``).
+``parallel.py`` puts the three behind one strategy object the loop asks, and checks a launch before
+it joins the process group (``parallel.init_from_env``). This module imports neither ``sharding``
+nor ``zero`` (both import it).
 
 With one process every method is a no-op, and nothing here touches ``torch.distributed``.
 """
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from grpo_env.engine.errors import DistributedError  # noqa: F401  (its import path before errors.py)
 
 
 def env_world_size() -> int:
@@ -122,23 +127,18 @@ def _comm_device() -> torch.device:
     return torch.device("cpu")
 
 
-class DistributedError(RuntimeError):
-    """The launch asks for something this engine does not do; the message says what to use instead."""
+def sync_from_rank0(model: torch.nn.Module) -> None:
+    """Every rank takes rank 0's parameters and buffers (a replicated model, before FSDP shards it or
+    DeepSpeed's engine takes it over). Needs an initialised process group."""
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            torch.distributed.broadcast(t.data, src=0)
 
 
-def check_launch_mode() -> None:
-    """Refuse, before joining a process group, a DeepSpeed launch whose settings this engine cannot
-    serve (``zero.requested`` raises, naming the setting and what to use instead). FSDP launches are
-    checked by ``sharding.requested``, DeepSpeed's ZeRO 1/2 run by ``zero.py``."""
-    from grpo_env.engine import zero
-
-    zero.requested()
-
-
-def init_from_env(device: torch.device | None = None) -> Dist:
+def join(device: torch.device | None = None) -> Dist:
     """Join the process group a launcher set up in the environment (gloo on CPU, NCCL on CUDA);
-    a single process (no launcher) gets the no-op ``Dist()``."""
-    check_launch_mode()
+    a single process (no launcher) gets the no-op ``Dist()``. ``parallel.init_from_env`` checks the
+    launch's settings first."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return Dist(torch.distributed.get_rank(), torch.distributed.get_world_size())
     if env_world_size() <= 1:

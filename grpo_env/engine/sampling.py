@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from grpo_env.engine import chat
 from grpo_env.engine.cpu_matmul import onednn_linear
 from grpo_env.engine.decode import _hidden_and_head, cache_kwarg, decode, output_cache
 from grpo_env.engine.head import head_logprobs
@@ -25,21 +26,34 @@ class Rollout:
     truncated: torch.Tensor  # (B,) bool: no EOS within max_new_tokens
     texts: list[str]  # (B,) decoded completions, special tokens dropped
     prompt_len: int  # P
+    # (B, T) 1 on the tokens the model sampled; None: every completion token (single-turn). In an
+    # episode the completion also holds the environment's tokens, which are context, not trained on.
+    model_mask: torch.Tensor | None = None
+    sample_logprobs: torch.Tensor | None = None  # (B, T) log-probs at sampling time (when asked for)
+    episodes: list[dict | None] | None = None  # (B,) per-episode stats (None: a single-turn row)
 
     @property
     def completion_ids(self) -> torch.Tensor:  # (B, T)
         return self.input_ids[:, self.prompt_len :]
 
+    @property
+    def trained_mask(self) -> torch.Tensor:  # (B, T) the tokens the loss covers
+        return self.completion_mask if self.model_mask is None else self.model_mask
+
     def select(self, rows: torch.Tensor | list[int]) -> "Rollout":
         rows = torch.as_tensor(rows, dtype=torch.long)
         dev = rows.to(self.input_ids.device)
+        idx = rows.tolist()
         return Rollout(
             self.input_ids[dev],
             self.attention_mask[dev],
             self.completion_mask[dev],
             self.truncated[rows],
-            [self.texts[i] for i in rows.tolist()],
+            [self.texts[i] for i in idx],
             self.prompt_len,
+            None if self.model_mask is None else self.model_mask[dev],
+            None if self.sample_logprobs is None else self.sample_logprobs[dev],
+            None if self.episodes is None else [self.episodes[i] for i in idx],
         )
 
 
@@ -68,11 +82,14 @@ def prefill_of(example: Example) -> str:
 def render_prompt(example: Example, tokenizer, chat_template: bool = True, system_prompt: str | None = None) -> str:
     """The prompt text the model sees: the chat template with the assistant turn opened, or plain text;
     then the prefill (a final assistant message), verbatim. The prefill is appended to the opened
-    turn rather than rendered by the template, so no template can close the turn or rewrite it."""
+    turn rather than rendered by the template, so no template can close the turn or rewrite it.
+    An environment's tools are offered by the template, or in the system message (:mod:`chat`)."""
     prompt = example.prompt[:-1] if example.prompt[-1].role == "assistant" else example.prompt
     messages = [{"role": m.role, "content": m.content} for m in prompt]
     if system_prompt is not None and (not messages or messages[0]["role"] != "system"):
         messages.insert(0, {"role": "system", "content": system_prompt})
+    if example.tools:
+        return chat.render(tokenizer, messages, example.tools, chat_template) + prefill_of(example)
     if chat_template and getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     else:
@@ -114,12 +131,14 @@ def generate(
     top_k: int = 0,
     min_new_tokens: int | None = None,
     share_prefix: bool = True,
+    return_logprobs: bool = False,
 ) -> Rollout:
     """G completions for each prompt (B = prompts * G rows), decoded by :func:`decode`.
 
     With ``share_prefix`` each prompt is prefilled once and its KV cache repeated G times, so the
     prompt costs 1/G of a plain batched prefill; the completions are the same either way.
     ``min_new_tokens`` (default: the model's ``generation_config``) forbids EOS before that length.
+    ``return_logprobs`` keeps each sampled token's log-prob (``Rollout.sample_logprobs``).
     """
     device = next(model.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -131,19 +150,21 @@ def generate(
     eos = eos_ids(tokenizer, model)
     was_training = model.training
     model.eval()
+    logprobs: list[torch.Tensor] | None = [] if return_logprobs else None
     with _products(model):
         completions = decode(
             model, prompt_ids, prompt_mask, group_size if share_prefix else 1, max_new_tokens=max_new_tokens,
             eos=eos, pad_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, top_k=top_k,
-            min_new_tokens=min_new_tokens,
+            min_new_tokens=min_new_tokens, logprobs=logprobs,
         )  # (B, T')
     model.train(was_training)
     if share_prefix:
         prompt_ids, prompt_mask = prompt_ids.repeat_interleave(group_size, 0), prompt_mask.repeat_interleave(group_size, 0)
     mask, truncated = completion_masks(completions, eos)
     texts = tokenizer.batch_decode(completions * mask + tokenizer.pad_token_id * (1 - mask), skip_special_tokens=True)
+    sample_lp = torch.stack(logprobs, 1) * mask if logprobs else None  # (B, T')
     return Rollout(torch.cat([prompt_ids, completions], 1), torch.cat([prompt_mask, mask], 1), mask, truncated.cpu(),
-                   texts, prompt_ids.shape[1])
+                   texts, prompt_ids.shape[1], sample_logprobs=sample_lp)
 
 
 def token_logprobs(

@@ -14,7 +14,7 @@ What differs from plain data parallelism, and where it is handled:
 - **Collectives in forward and backward** (all-gathers, reduce-scatters) need every rank to run the
   same passes: generation and the frozen log-prob passes run with the full parameters gathered once
   (:func:`gathered`: no collective while ``generate`` runs its rank-dependent number of steps), and
-  in the update a rank with fewer micro-batches runs zero-weight passes (:func:`idle_rollout`).
+  in the update a rank with fewer micro-batches runs zero-weight passes (``parallel.idle_rollout``).
 - **Checkpoints** hold full (unsharded) weights and optimiser state, in the same format as a
   single-process run (:func:`full_state`, :func:`full_optimizer_state`), and are loaded back into
   the shards (:func:`load_full_state`, :func:`shard_optimizer_state`).
@@ -37,7 +37,8 @@ from typing import Any, Iterator
 
 import torch
 
-from grpo_env.engine.distributed import DistributedError
+from grpo_env.engine.distributed import sync_from_rank0
+from grpo_env.engine.errors import DistributedError
 
 STRATEGIES = ["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD", "HYBRID_SHARD_ZERO2"]  # accelerate's order
 
@@ -137,13 +138,6 @@ def shard_model(model: torch.nn.Module, settings: FsdpSettings) -> torch.nn.Modu
     return model
 
 
-def sync_from_rank0(model: torch.nn.Module) -> None:
-    """Every rank takes rank 0's parameters and buffers (a replicated model, before sharding)."""
-    with torch.no_grad():
-        for t in list(model.parameters()) + list(model.buffers()):
-            torch.distributed.broadcast(t.data, src=0)
-
-
 def local_numel(model: torch.nn.Module) -> int:
     """The number of parameter elements this rank holds (its shards; every element when not sharded)."""
     from torch.distributed.tensor import DTensor
@@ -167,17 +161,6 @@ def gathered(model: torch.nn.Module) -> Iterator[None]:
         for u in units:
             u.set_reshard_after_forward(settings.reshard_after_forward, recurse=False)
             u.reshard()
-
-
-def idle_rollout(group_size: int, device: torch.device):
-    """A one-group rollout (2 prompt tokens, 1 completion token) for the zero-weight passes a rank runs
-    when it has fewer micro-batches than another: FSDP's collectives need the same passes on every rank."""
-    from grpo_env.engine.sampling import Rollout
-
-    G = group_size
-    ids = torch.zeros(G, 3, dtype=torch.long, device=device)
-    ones = torch.ones(G, 3, dtype=torch.long, device=device)
-    return Rollout(ids, ones, ones[:, 2:], torch.zeros(G, dtype=torch.bool), [""] * G, 2)
 
 
 def _full(t: Any) -> Any:

@@ -8,26 +8,33 @@ from pathlib import Path
 import torch
 
 CHARS = string.ascii_lowercase + string.digits + " .,:?!+-*/=<>\n"
+TOOL_CHARS = '{}"_[]'  # what tagged-JSON tool calls need besides CHARS (tiny_tokenizer(extra=TOOL_CHARS))
 SPECIALS = ["<pad>", "<eos>", "<bos>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'][0] }}:{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}a:{% endif %}"
 )
+# the same, offering tools by name in a first line (a template that renders tools, as Qwen's or SmolLM3's do)
+TOOLS_TEMPLATE = (
+    "{% if tools %}s:tools{% for t in tools %} {{ t['function']['name'] }}{% endfor %}\n{% endif %}" + CHAT_TEMPLATE
+)
 
 
-def tiny_tokenizer():
-    """A character-level fast tokenizer with pad/eos/bos and a minimal chat template."""
+def tiny_tokenizer(extra: str = "", tools_template: bool = False):
+    """A character-level fast tokenizer with pad/eos/bos and a minimal chat template; ``extra``
+    characters are added to the vocabulary (after the default ones, so their ids stay put), and
+    ``tools_template`` gives it a template that renders tools."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {t: i for i, t in enumerate(SPECIALS + list(CHARS))}
+    vocab = {t: i for i, t in enumerate(SPECIALS + list(CHARS) + [c for c in extra if c not in CHARS])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", padding_side="left"
     )
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = TOOLS_TEMPLATE if tools_template else CHAT_TEMPLATE
     return fast
 
 

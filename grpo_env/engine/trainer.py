@@ -3,7 +3,9 @@ each group, and take clipped, KL-penalised policy-gradient steps. One top-to-bot
 (:func:`train`), with its helpers just above it.
 
 The engine knows nothing of plugins: prompts come from a ``PromptSource`` and rewards from a
-``score_fn(examples, completions) -> list[Scored]``.
+``score_fn(examples, completions) -> list[Scored]``. How the passes, the optimiser step and the
+checkpoint state run on one process, under data parallelism, FSDP or DeepSpeed is the parallel
+strategy's business (``parallel.py``): the loop only asks it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from grpo_env.engine import checkpoint, sharding, tblog, zero
+from grpo_env.engine import checkpoint, parallel, tblog
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
 from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
-from grpo_env.engine.sampling import Rollout, generate, group_logprobs, render_prompt, token_logprobs
+from grpo_env.engine import rollout
+from grpo_env.engine.rollout import EpisodeHost
+from grpo_env.engine.sampling import Rollout, group_logprobs, token_logprobs
 from grpo_env.engine.sampling import gradient_checkpointing as _checkpointing
 from grpo_env.types import Example, Scored
 
@@ -78,16 +82,33 @@ def merge_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
         ids.append(torch.nn.functional.pad(r.input_ids, (lp, rp), value=pad_id))
         attn.append(torch.nn.functional.pad(r.attention_mask, (lp, rp), value=0))
         cmask.append(torch.nn.functional.pad(r.completion_mask, (0, rp), value=0))
+    model_mask = None
+    if any(r.model_mask is not None for r in parts):  # episodes: the sampled tokens among the completion's
+        model_mask = torch.cat([torch.nn.functional.pad(r.trained_mask, (0, T - r.completion_ids.shape[1]), value=0)
+                                for r in parts])
+    episodes = None
+    if any(r.episodes is not None for r in parts):
+        episodes = [e for r in parts for e in (r.episodes or [None] * r.input_ids.shape[0])]
     return Rollout(
         torch.cat(ids), torch.cat(attn), torch.cat(cmask), torch.cat([r.truncated for r in parts]),
-        [t for r in parts for t in r.texts], P,
+        [t for r in parts for t in r.texts], P, model_mask, None, episodes,
     )
 
 
+def score_rows(score_fn: ScoreFn, examples: list[Example], texts: list[str], judged: list[Scored | None] | None) -> list[Scored]:
+    """Each row's judgement: episodes come judged by their environments; the other rows go to ``score_fn``."""
+    if judged is None:
+        return score_fn(examples, texts)
+    rest = [i for i, j in enumerate(judged) if j is None]
+    scored = iter(score_fn([examples[i] for i in rest], [texts[i] for i in rest]) if rest else [])
+    return [j if j is not None else next(scored) for j in judged]
+
+
 def collect_batch(model, tokenizer, prompts: PromptSource, score_fn: ScoreFn, cfg: TrainConfig, timer: Counter,
-                  dist: Dist = Dist()) -> Batch:
-    """Sample, generate and score one step's batch; with dynamic sampling keep only groups whose
+                  dist: Dist = Dist(), env_host: EpisodeHost | None = None) -> Batch:
+    """Sample, roll out and score one step's batch; with dynamic sampling keep only groups whose
     rewards differ, drawing more prompts until ``prompts_per_step`` groups are kept (or the round cap).
+    Rows of environments are played as episodes through ``env_host`` (:mod:`rollout`).
 
     Across ranks, every rank draws the same prompts and keeps its own share of the groups; the
     count of kept groups is summed over ranks, so every rank runs the same number of rounds.
@@ -95,21 +116,21 @@ def collect_batch(model, tokenizer, prompts: PromptSource, score_fn: ScoreFn, cf
     G, want = cfg.group_size, cfg.prompts_per_step
     kept: list[tuple[list[Example], Rollout, list[Scored], torch.Tensor]] = []
     n_kept, rounds, dropped = 0, 0, 0
+    env_before = timer["environment"]
     while n_kept < want and rounds < cfg.max_sampling_rounds:
         rounds += 1
         drawn = prompts.sample(want - n_kept)
         examples = drawn[dist.share(len(drawn))]  # this rank's groups
         keep_groups: list[int] = []
         if examples:
-            texts = [render_prompt(e, tokenizer, cfg.chat_template, cfg.system_prompt) for e in examples]
             t = time.perf_counter()
             with _autocast(model, cfg.bf16):
-                ro = generate(model, tokenizer, texts, G, max_new_tokens=cfg.max_new_tokens,
-                              temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
-            timer["generation"] += time.perf_counter() - t
+                ro, judged = rollout.run(model, tokenizer, examples, G, cfg, env_host, timer=timer)
+            timer["generation"] += time.perf_counter() - t - timer["environment"] + env_before
+            env_before = timer["environment"]
             seq_examples = [e for e in examples for _ in range(G)]
             t = time.perf_counter()
-            scored = score_fn(seq_examples, ro.texts)
+            scored = score_rows(score_fn, seq_examples, ro.texts, judged)
             timer["scoring"] += time.perf_counter() - t
             rewards = torch.tensor([s.total for s in scored], dtype=torch.float32)
             keep_groups = list(range(len(examples)))
@@ -224,13 +245,13 @@ def frozen_logprobs(model, ro: Rollout, cfg: TrainConfig, disable_adapter: bool 
 METRIC_SUMS = ("loss", "entropy", "kl", "clip_low_frac", "clip_high_frac", "_w")  # summed over micro-batches and ranks
 
 
-def _idle_pass(model, cfg: TrainConfig) -> None:
+def _idle_pass(par: parallel.Plain, cfg: TrainConfig) -> None:
     """A zero-weight forward and backward on a dummy group: under FSDP or DeepSpeed, a rank with fewer
     micro-batches than another still joins every pass's collectives (its gradients do not change)."""
-    ro = sharding.idle_rollout(cfg.group_size, next(model.parameters()).device)
-    with _autocast(model, cfg.bf16):
-        logp, _ = zero.forward(model, chunk_logprobs, ro, slice(0, cfg.group_size), cfg)
-    zero.backward(model, logp.sum() * 0.0)
+    ro = parallel.idle_rollout(cfg.group_size, next(par.model.parameters()).device)  # (G, 3)
+    with _autocast(par.model, cfg.bf16):
+        logp, _ = par.forward(chunk_logprobs, ro, slice(0, cfg.group_size), cfg)  # (G, 1)
+    par.backward(logp.sum() * 0.0)
 
 
 def update(
@@ -244,12 +265,15 @@ def update(
     old_logp: torch.Tensor | None,  # (B, T) None when mu = 1
     cfg: TrainConfig,
     dist: Dist = Dist(),
+    par: parallel.Plain | None = None,  # the parallel strategy; None: parallel.strategy(model, dist)
 ) -> tuple[dict[str, float], bool]:
     """One optimiser step over the batch with gradient accumulation; returns (metrics, finite).
 
     The loss uses the whole step's normalisers (tokens, sequences, micro-batches summed over ranks)
     and the gradients are summed over ranks, so N ranks on N shares equal one process on the batch.
+    The parallel strategy runs the passes and the step.
     """
+    par = parallel.strategy(model, dist) if par is None else par
     B = 0 if ro is None else ro.input_ids.shape[0]
     eps_high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
     chunks = _chunks(B, cfg.micro_batch_size, cfg.group_size) if B else []
@@ -260,13 +284,11 @@ def update(
     finite = True
     model.train(_checkpointing(model))  # checkpointing only acts in train mode; otherwise no dropout
     opt.zero_grad(set_to_none=True)
-    deepspeed = zero.active(model)  # DeepSpeed's engine runs the passes, sums, clips and steps
     # FSDP gathers and reduces in every pass, DeepSpeed (ZeRO-2) reduces in backward: all ranks run as many
-    lockstep = sharding.is_sharded(model) or deepspeed
-    idle = max(dist.gather(len(chunks))) - len(chunks) if lockstep else 0
+    idle = par.idle_passes(len(chunks))
     for s in chunks:
         with _autocast(model, cfg.bf16):
-            logp, ent = zero.forward(model, chunk_logprobs, ro, s, cfg, with_entropy=True)  # DeepSpeed: via its engine
+            logp, ent = par.forward(chunk_logprobs, ro, s, cfg, with_entropy=True)  # (b, T); DeepSpeed: its engine
         loss, m = grpo_loss(
             logp,
             None if old_logp is None else old_logp[s],
@@ -286,11 +308,11 @@ def update(
             loss = loss / total_chunks
         if not torch.isfinite(loss):
             finite = False
-            if not lockstep:
+            if not par.lockstep:
                 break
-            zero.backward(model, loss)  # FSDP, DeepSpeed: this pass's collectives still run (the step is skipped)
+            par.backward(loss)  # FSDP, DeepSpeed: this pass's collectives still run (the step is skipped)
             continue
-        zero.backward(model, loss)  # DeepSpeed: engine.backward
+        par.backward(loss)
         w = float(loss_mask[s].sum().item())  # token weight of this micro-batch's metrics
         sums["loss"] += loss.item()
         sums["entropy"] += masked_mean(ent, loss_mask[s]) * w
@@ -298,7 +320,7 @@ def update(
             sums[k] += v * w
         sums["_w"] += w
     for _ in range(idle):
-        _idle_pass(model, cfg)
+        _idle_pass(par, cfg)
     model.eval()
     # whole-step numbers: every rank runs these collectives in the same order, whatever happened above
     finite = dist.all_true(finite)
@@ -307,23 +329,9 @@ def update(
     for k in ("entropy", "kl", "clip_low_frac", "clip_high_frac"):
         if k != "kl" or ref_logp is not None or (ro is None and cfg.beta > 0):
             metrics[k] = sums[k] / max(sums["_w"], 1.0)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if deepspeed:  # its step sums, clips, steps AdamW and the schedule, or skips a non-finite step
-        grad_norm = zero.step(model)
-    elif finite:
-        dist.sum_grads(params)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-    else:
-        grad_norm = torch.tensor(math.nan)
-    metrics["grad_norm"] = float(grad_norm)
-    if not (finite and math.isfinite(metrics["grad_norm"])):
-        opt.zero_grad(set_to_none=True)
-        return metrics, False
-    if not deepspeed:
-        opt.step()
-        sched.step()
-    opt.zero_grad(set_to_none=True)
-    return metrics, True
+    # the step: gradients summed over ranks and clipped, AdamW and the schedule stepped; skipped when not finite
+    metrics["grad_norm"] = par.step(opt, sched, finite, cfg.max_grad_norm)
+    return metrics, finite and math.isfinite(metrics["grad_norm"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,6 +349,7 @@ class StepView:
     lengths: torch.Tensor  # (B,) completion lengths
     truncated: torch.Tensor  # (B,) bool
     offset: int = 0  # where this rank's rows start
+    episodes: list[dict | None] = field(default_factory=list)  # (B,) per-episode stats (None: single-turn rows)
 
 
 def gather_view(batch: Batch, dist: Dist) -> StepView:
@@ -351,8 +360,9 @@ def gather_view(batch: Batch, dist: Dist) -> StepView:
         "scored": batch.scored,
         "rewards": batch.rewards.tolist(),
         "texts": ro.texts if ro is not None else [],
-        "lengths": ro.completion_mask.sum(-1).tolist() if ro is not None else [],
+        "lengths": ro.trained_mask.sum(-1).tolist() if ro is not None else [],  # the model's tokens
         "truncated": ro.truncated.tolist() if ro is not None else [],
+        "episodes": (ro.episodes or [None] * len(ro.texts)) if ro is not None else [],
     }
     parts = dist.gather(mine)
     offset = sum(len(p["examples"]) for p in parts[: dist.rank])
@@ -364,6 +374,7 @@ def gather_view(batch: Batch, dist: Dist) -> StepView:
         torch.tensor([n for p in parts for n in p["lengths"]], dtype=torch.float32),
         torch.tensor([b for p in parts for b in p["truncated"]], dtype=torch.bool),
         offset,
+        [e for p in parts for e in p["episodes"]],
     )
 
 
@@ -374,8 +385,27 @@ def _stats(xs: list[float]) -> dict[str, float | int]:
     return {"mean": t.mean().item(), "std": t.std(unbiased=False).item(), "n": t.numel()}
 
 
+def episode_metrics(view: StepView) -> dict[str, Any]:
+    """Per environment: mean turns, tool calls, tool errors and tokens per episode, and how the
+    episodes ended (by the environment, a limit, a timeout or an error)."""
+    by_env: dict[str, list[dict]] = defaultdict(list)
+    for ex, ep in zip(view.examples, view.episodes):
+        if ep is not None:
+            by_env[ex.task].append(ep)
+    out: dict[str, Any] = {}
+    for env, eps in sorted(by_env.items()):
+        n = len(eps)
+        m: dict[str, Any] = {k: sum(e[k] for e in eps) / n for k in ("turns", "tool_calls", "tool_errors", "tokens")}
+        m["ended_by"] = dict(Counter(e["ended_by"] for e in eps))
+        m["env_timeouts"], m["env_errors"] = m["ended_by"].get("timeout", 0), m["ended_by"].get("error", 0)
+        m["episodes"] = n
+        out[env] = m
+    return {"episodes_by_env": out} if out else {}
+
+
 def reward_metrics(batch: Batch | StepView) -> dict[str, Any]:
-    """Reward mean and spread overall, per task and per component; status counts per task."""
+    """Reward mean and spread overall, per task and per component; status counts per task; and,
+    for a step with episodes, per-environment episode statistics."""
     by_task: dict[str, list[float]] = defaultdict(list)
     by_comp: dict[str, list[float]] = defaultdict(list)
     status: dict[str, Counter] = defaultdict(Counter)
@@ -395,6 +425,7 @@ def reward_metrics(batch: Batch | StepView) -> dict[str, Any]:
         "reward_by_task": {t: _stats(v) for t, v in sorted(by_task.items())},
         "reward_by_component": {c: _stats(v)["mean"] for c, v in sorted(by_comp.items())},
         "status_by_task": {t: dict(c) for t, c in sorted(status.items())},
+        **(episode_metrics(batch) if isinstance(batch, StepView) else {}),
     }
 
 
@@ -477,6 +508,64 @@ def _progress(enabled: bool, total: int, start: int):
 # the loop
 
 
+@dataclass
+class Checkpoints:
+    """A run's checkpoints under ``root``: the weights and optimiser state (whole, in the single-process
+    format, whatever the parallel strategy), the schedule, the prompt stream's position, every rank's
+    RNG state and the run's counters. ``save_model(model, tokenizer, dir)`` writes the model beside them."""
+
+    root: Path
+    par: parallel.Plain
+    opt: torch.optim.Optimizer
+    sched: Any
+    prompts: PromptSource
+    keep: int = 2
+    tokenizer: Any = None
+    save_model: Callable[[Any, Any, Path], None] | None = None
+
+    def resume(self, run: RunState) -> bool:
+        """Every rank continues from the latest checkpoint, if there is one; returns whether there was."""
+        ckpt = checkpoint.latest(self.root)
+        if ckpt is None:
+            return False
+        state = checkpoint.load(ckpt)
+        unexpected = self.par.load_full_state(self.opt, checkpoint.weights(ckpt, state), state["optimizer"])
+        if unexpected:
+            raise RuntimeError(f"checkpoint {ckpt} does not fit this model: {unexpected[:3]}")
+        self.sched.load_state_dict(state["scheduler"])
+        self.prompts.load_state_dict(state["prompts"])
+        dist = self.par.dist
+        ranks = state.get("rng_ranks")  # one per rank (several processes); rank 0's alone in older checkpoints
+        checkpoint.set_rng_state(ranks[dist.rank] if ranks and len(ranks) == dist.world else state["rng"])
+        run.step, run.bad_steps = state["step"], state["bad_steps"]
+        return True
+
+    def save(self, run: RunState) -> None:
+        """Rank 0 writes a checkpoint; every rank calls it (each rank's RNG state is gathered, and under
+        FSDP and DeepSpeed the full weights and optimiser state too)."""
+        weights, optimizer = self.par.full_state(self.opt)
+        rngs = self.par.dist.gather(checkpoint.rng_state())  # every rank's sampling stream, for an exact resume
+        if not self.par.dist.main:
+            return
+        model = self.par.model
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        in_model = self.save_model is not None and not hasattr(model, "merge_and_unload")  # saved as trained
+        names = [k for k in weights if k in trainable]
+        state = {
+            "step": run.step,
+            "bad_steps": run.bad_steps,
+            **({"weight_names": names} if in_model else {"weights": {k: weights[k].detach().cpu().clone() for k in names}}),
+            "optimizer": optimizer,
+            "scheduler": self.sched.state_dict(),
+            "prompts": self.prompts.state_dict(),
+            "rng": rngs[0],
+            **({"rng_ranks": rngs} if self.par.dist.active else {}),
+        }
+        plain = self.par.plain_copy(weights)  # FSDP: an unsharded model holding the full weights
+        writer = (lambda d: self.save_model(plain, self.tokenizer, d)) if self.save_model else None
+        checkpoint.save(self.root, run.step, state, writer, keep=self.keep)
+
+
 def train(
     model,
     tokenizer,
@@ -489,6 +578,7 @@ def train(
     resume: bool = False,
     save_model: Callable[[Any, Any, Path], None] | None = None,
     dist: Dist = Dist(),
+    env_host: EpisodeHost | None = None,
 ) -> RunState:
     """Train ``model`` for ``cfg.steps`` steps, logging to and checkpointing under ``out_dir``.
 
@@ -498,7 +588,9 @@ def train(
     With ``dist`` (several processes), each rank generates its share of the groups, gradients are
     summed over ranks, and only rank 0 writes logs and checkpoints. A model sharded by
     ``sharding.shard_model`` (FSDP), or marked by ``zero.prepare`` (DeepSpeed ZeRO 1/2, whose engine
-    starts here), trains the same way; its checkpoints hold the full weights and optimiser state.
+    starts here), trains the same way (``parallel.start`` picks the strategy); its checkpoints hold
+    the full weights and optimiser state. With ``env_host``, examples of environments are played as
+    multi-turn episodes (:mod:`rollout`); the loss covers the model's sampled tokens only.
     """
     out_dir = Path(out_dir)
     ckpt_root = out_dir / "checkpoints"
@@ -511,69 +603,17 @@ def train(
             "directory (--name=... or --train.output_dir=...)"
         )
     opt, sched = make_optimizer(model, cfg)
-    zero.initialize(model, opt, sched, cfg)  # DeepSpeed launch (zero.prepare): its engine takes over both
+    par = parallel.start(model, opt, sched, cfg, dist)  # DeepSpeed launch (zero.prepare): its engine takes over both
+    ckpts = Checkpoints(ckpt_root, par, opt, sched, prompts, cfg.keep_checkpoints, tokenizer, save_model)
     run = RunState()
-    sharded = sharding.is_sharded(model)  # FSDP launch: the policy is sharded over the ranks
-    deepspeed = zero.active(model)  # DeepSpeed launch: AdamW's state is partitioned over the ranks
 
     # resume: weights, optimiser, scheduler, RNG and the prompt stream's position
-    start_ckpt = checkpoint.latest(ckpt_root) if resume else None
-    if start_ckpt is not None:
-        state = checkpoint.load(start_ckpt)
-        weights = checkpoint.weights(start_ckpt, state)
-        if sharded:  # checkpoints hold full tensors: each rank keeps its shards
-            unexpected = sharding.load_full_state(model, weights)
-        else:
-            missing, unexpected = model.load_state_dict(weights, strict=False)
-        if unexpected:
-            raise RuntimeError(f"checkpoint {start_ckpt} does not fit this model: {unexpected[:3]}")
-        if deepspeed:  # the fp32 master and AdamW partitions take their parts of the full state
-            zero.load_full_state(model, state["optimizer"])
-        else:
-            opt.load_state_dict(state["optimizer"])
-        if sharded:
-            sharding.shard_optimizer_state(opt)
-        sched.load_state_dict(state["scheduler"])
-        prompts.load_state_dict(state["prompts"])
-        ranks = state.get("rng_ranks")  # one per rank (several processes); rank 0's alone in older checkpoints
-        checkpoint.set_rng_state(ranks[dist.rank] if ranks and len(ranks) == dist.world else state["rng"])
-        run.step, run.bad_steps = state["step"], state["bad_steps"]
-    elif dist.active:  # a fresh run: each rank its own sampling stream (a launcher's processes share one seed)
+    resumed = resume and ckpts.resume(run)
+    if not resumed and dist.active:  # a fresh run: each rank its own sampling stream (launched ranks share a seed)
         torch.manual_seed(torch.initial_seed() + dist.rank)
     if cfg.tensorboard:
         tblog.require()  # on every rank, before the first step: every rank fails alike
-    log = RunLog(out_dir, run.step if start_ckpt is not None else None, cfg.tensorboard) if dist.main else None
-
-    def save() -> None:
-        """Rank 0 writes a checkpoint; every rank calls it (each rank's RNG state is gathered, and under
-        FSDP and DeepSpeed the full weights and optimiser state too)."""
-        weights = sharding.full_state(model) if sharded else model.state_dict()  # (DeepSpeed: whole on every rank)
-        if deepspeed:  # gathered from the ranks' partitions
-            optimizer = zero.full_optimizer_state(model)
-        elif sharded:
-            optimizer = sharding.full_optimizer_state(opt)
-        else:
-            optimizer = opt.state_dict()
-        rngs = dist.gather(checkpoint.rng_state())  # every rank's sampling stream, for an exact resume
-        if not dist.main:
-            return
-        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-        in_model = save_model is not None and not hasattr(model, "merge_and_unload")  # saved as trained
-        names = [k for k in weights if k in trainable]
-        state = {
-            "step": run.step,
-            "bad_steps": run.bad_steps,
-            **({"weight_names": names} if in_model else {"weights": {k: weights[k].detach().cpu().clone() for k in names}}),
-            "optimizer": optimizer,
-            "scheduler": sched.state_dict(),
-            "prompts": prompts.state_dict(),
-            "rng": rngs[0],
-            **({"rng_ranks": rngs} if dist.active else {}),
-        }
-        plain = sharding.plain_copy(model, weights) if sharded else model
-        writer = (lambda d: save_model(plain, tokenizer, d)) if save_model else None
-        checkpoint.save(ckpt_root, run.step, state, writer, keep=cfg.keep_checkpoints)
-
+    log = RunLog(out_dir, run.step if resumed else None, cfg.tensorboard) if dist.main else None
     dist.broadcast_params(model)  # every rank starts from rank 0's weights
     prog, bar = _progress(cfg.progress and dist.main, cfg.steps, run.step)
     with prog, (log or contextlib.nullcontext()):  # the log's TensorBoard writer is closed on any exit
@@ -582,8 +622,8 @@ def train(
             timer: Counter = Counter()
 
             # 1. sample prompts, generate G completions each (this rank's share of the groups), score them
-            with sharding.gathered(model):  # FSDP: full weights while ranks generate for different lengths
-                batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer, dist)
+            with par.gathered():  # FSDP: full weights while ranks generate for different lengths
+                batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer, dist, env_host)
             view = gather_view(batch, dist)  # the whole step's rewards, texts and lengths, on every rank
             record: dict[str, Any] = {"step": run.step + 1, "lr": sched.get_last_lr()[0]}
             metrics: dict[str, Any] = {}
@@ -595,7 +635,7 @@ def train(
                 adv = adv_all[view.offset : view.offset + len(batch.examples)]
                 loss_mask = None
                 if ro is not None:
-                    loss_mask = ro.completion_mask.float().cpu()  # (B, T)
+                    loss_mask = ro.trained_mask.float().cpu()  # (B, T) the sampled tokens (not an environment's)
                     loss_mask[torch.isnan(batch.rewards)] = 0  # no signal: no loss
                     if cfg.mask_truncated:
                         loss_mask[ro.truncated] = 0
@@ -606,7 +646,7 @@ def train(
                 ref_logp = old_logp = None
                 if cfg.beta > 0 and ro is not None:
                     ref_logp = frozen_logprobs(model if use_adapter_ref else ref_model, ro, cfg, use_adapter_ref)
-                with sharding.gathered(model) if cfg.mu > 1 else contextlib.nullcontext():  # every rank
+                with par.gathered(cfg.mu > 1):  # every rank
                     if cfg.mu > 1 and ro is not None:
                         old_logp = frozen_logprobs(model, ro, cfg)
                 timer["reference"] += time.perf_counter() - t
@@ -614,7 +654,7 @@ def train(
                 # 4. mu optimiser steps on this batch (gradients summed over ranks)
                 t = time.perf_counter()
                 for _ in range(cfg.mu):
-                    m, ok = update(model, opt, sched, ro, adv, loss_mask, ref_logp, old_logp, cfg, dist)
+                    m, ok = update(model, opt, sched, ro, adv, loss_mask, ref_logp, old_logp, cfg, dist, par)
                     metrics = metrics or m  # report the first pass (ratio 1: the on-policy numbers)
                     if not ok:
                         metrics = m
@@ -650,6 +690,7 @@ def train(
                     "tasks": [e.task for e in view.examples[:: cfg.group_size]],
                     "rewards": [_finite_or_none(x) for x in view.rewards.tolist()],
                     "completions": view.texts,
+                    **({"episodes": view.episodes} if any(view.episodes) else {}),
                 })
                 log.samples(run.step, view, cfg.log_samples)
             run.history.append(record)
@@ -659,7 +700,7 @@ def train(
 
             # 6. checkpoint (atomic, written by rank 0; every rank adds its RNG state, FSDP and DeepSpeed their shards)
             if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps:
-                save()
+                ckpts.save(run)
                 dist.barrier()  # nobody runs ahead of (or exits before) a checkpoint
     return run
 

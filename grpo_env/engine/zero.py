@@ -48,7 +48,8 @@ from typing import Any, Callable
 
 import torch
 
-from grpo_env.engine.distributed import DistributedError
+from grpo_env.engine.distributed import sync_from_rank0
+from grpo_env.engine.errors import DistributedError
 
 MIN_VERSION = (0, 19, 8)  # the first DeepSpeed that skips an fp32 step whose gradient norm is not finite
 
@@ -264,8 +265,6 @@ def prepare(model: torch.nn.Module, settings: ZeroSettings, cfg) -> torch.nn.Mod
     """Check that DeepSpeed can train ``model`` with the recipe's ``cfg``, start every rank from rank 0's
     weights, and mark the model; the engine itself starts in the trainer (:func:`initialize`), which
     owns the optimiser. Needs an initialised process group."""
-    from grpo_env.engine.sharding import sync_from_rank0
-
     require_deepspeed()
     if hasattr(model, "get_base_model"):
         raise ZeroError("LoRA (peft) models are not supported under DeepSpeed: train full weights, or launch "
@@ -286,7 +285,7 @@ def prepare(model: torch.nn.Module, settings: ZeroSettings, cfg) -> torch.nn.Mod
 
 def initialize(model: torch.nn.Module, opt: torch.optim.Optimizer, sched, cfg) -> None:
     """Start DeepSpeed's engine on a model marked by :func:`prepare` (a no-op otherwise): it takes over
-    ``opt`` (partitioning its state) and ``sched`` (stepping it). Every rank calls it."""
+    ``opt`` (partitioning its state) and ``sched`` (stepping it). Every rank calls it (``parallel.start``)."""
     z = _state(model)
     if z is None:
         return
@@ -321,7 +320,7 @@ def partition_numel(model) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# the passes and the step (the trainer's hooks; plain torch when DeepSpeed is not in use)
+# the passes and the step (what ``parallel.DeepSpeed`` runs; plain torch when DeepSpeed is not in use)
 
 
 def forward(model, fn: Callable[..., Any], *args, **kwargs):

@@ -24,4 +24,4 @@ def rewards_of(entries: list[MixEntry]) -> dict:
     from grpo_env.plugins import get_registry
 
     registry = get_registry()
-    return {name: registry.reward(name) for e in entries for name in e.reward_weights}
+    return {name: registry.reward(name) for e in entries for name in e.components}

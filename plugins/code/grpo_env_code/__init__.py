@@ -1,4 +1,5 @@
-"""grpo-env code plugin: the ``code.tests`` reward and the ``code`` / ``code_stdio`` tasks.
+"""grpo-env code plugin: the ``code.tests`` reward, the ``code`` / ``code_stdio`` tasks and the
+``code_feedback`` environment (visible-test feedback over several attempts, hidden tests score).
 
 Submitted code runs in the core sandbox (:mod:`grpo_env.sandbox`); verdicts are computed in the
 trusted parent from data. Registered through the ``grpo_env`` entry point ``code``.
@@ -54,3 +55,10 @@ def register_tasks(register):
 
     register(code_task(function_fixtures))
     register(stdio_task(stdio_fixtures))
+
+
+@hookimpl
+def register_environments(register):
+    from grpo_env_code.feedback_env import feedback_environment
+
+    register(feedback_environment())

@@ -1,4 +1,5 @@
-"""grpo-env math plugin: the ``math.answer`` reward (safe parsing, sympy equivalence) and math tasks.
+"""grpo-env math plugin: the ``math.answer`` reward (safe parsing, sympy equivalence), math tasks and the
+``math_python`` environment (arithmetic with a sandboxed python tool).
 
 Registered through the ``grpo_env`` entry point ``math``; the core never imports this by name.
 """
@@ -37,3 +38,10 @@ def register_tasks(register):
 
     for task in all_tasks():
         register(task)
+
+
+@hookimpl
+def register_environments(register):
+    from grpo_env_math.python_env import python_environment
+
+    register(python_environment())

@@ -1,0 +1,202 @@
+"""Episode rollout: batched multi-turn sampling, token-exact, beside single-turn :func:`generate`.
+
+Turn 1 of every row is one :func:`~grpo_env.engine.sampling.generate` call (each prompt prefilled
+once for its G rows). A row of a single-turn task ends there: with no environment in the batch this
+module returns ``generate``'s rollout untouched. Each episode row then loops:
+
+1. its turn goes to its environment (``host``: the engine knows no plugins), which answers with
+   observations or ends the episode;
+2. the observations become the *increment*, the chat template's text between the model's end-of-turn
+   token and its next turn (:func:`grpo_env.engine.chat.increment`), tokenised once;
+3. every unfinished episode samples its next turn in one batched decode, from exactly its ids so far:
+   prompt, its own sampled ids (never decoded and re-encoded) and the increments.
+
+An episode also ends at its environment's turn limit, when a turn runs out of tokens (no end-of-turn
+token: ``truncated``) and when the next turn would pass ``max_episode_tokens``. The rollout's
+completion part holds each episode's tokens after the prompt; ``model_mask`` marks the sampled ones,
+the only tokens the loss covers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any, Protocol, Sequence
+
+import torch
+
+from grpo_env.engine import chat
+from grpo_env.engine.decode import decode
+from grpo_env.engine.sampling import Rollout, _products, eos_ids, generate, prefill_of, render_prompt
+from grpo_env.types import Example, Message, Scored
+
+
+class EpisodeBatch(Protocol):
+    def step(self, rows: Sequence[int], texts: Sequence[str]) -> list[list[Message] | None]: ...
+    def stop(self, rows: Sequence[int], reason: str) -> None: ...
+    def judge(self) -> list[Scored | None]: ...
+    @property
+    def stats(self) -> list[dict[str, Any] | None]: ...
+
+
+class EpisodeHost(Protocol):
+    """What the engine needs of environments (:class:`grpo_env.episodes.EpisodeHost` provides it)."""
+
+    def is_episode(self, example: Example) -> bool: ...
+    def max_turns(self, example: Example) -> int: ...
+    def open(self, examples: Sequence[Example]) -> EpisodeBatch: ...
+
+
+class _Timed:
+    """Calls into the environments, their wall time added to ``timer["environment"]``."""
+
+    def __init__(self, timer: Counter):
+        self.timer = timer
+
+    def __call__(self, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.timer["environment"] += time.perf_counter() - t
+
+
+def _row_ids(ro: Rollout, r: int) -> tuple[list[int], list[int], list[float]]:
+    """Row ``r``'s prompt ids (no padding) and its first turn's ids and log-probs (through its EOS)."""
+    P = ro.prompt_len
+    prompt = ro.input_ids[r, :P][ro.attention_mask[r, :P].bool()].tolist()
+    n = int(ro.completion_mask[r].sum())
+    lp = ro.sample_logprobs[r, :n].tolist() if ro.sample_logprobs is not None else [0.0] * n
+    return prompt, ro.completion_ids[r, :n].tolist(), lp
+
+
+def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: EpisodeHost | None = None, *,
+        temperature: float | None = None, return_logprobs: bool = False,
+        timer: Counter | None = None) -> tuple[Rollout, list[Scored | None] | None]:
+    """Roll out G samples of each example (rows of a group consecutive); returns the rollout and,
+    when the batch holds episodes, each row's judgement (None on single-turn rows, which the
+    caller scores). ``cfg`` gives max_new_tokens (per turn), max_episode_tokens, sampling settings.
+    ``timer["environment"]`` accumulates the seconds spent waiting on environments."""
+    timer = Counter() if timer is None else timer
+    temperature = cfg.temperature if temperature is None else temperature
+    sample = dict(temperature=temperature, top_p=cfg.top_p, top_k=cfg.top_k)
+    texts = [render_prompt(e, tokenizer, cfg.chat_template, cfg.system_prompt) for e in examples]
+    ro = generate(model, tokenizer, texts, group_size, max_new_tokens=cfg.max_new_tokens,
+                  return_logprobs=return_logprobs, **sample)
+    rows_ex = [e for e in examples for _ in range(group_size)]
+    if host is None or not any(host.is_episode(e) for e in examples):
+        return ro, None
+
+    B = len(rows_ex)
+    env = _Timed(timer)
+    batch = env(host.open, rows_ex)
+    prompts, ids, mm, lps = [], [], [], []  # per row: prompt ids; completion ids, model mask, log-probs
+    for r in range(B):
+        p, c, lp = _row_ids(ro, r)
+        prompts.append(p)
+        ids.append(c)
+        mm.append([1] * len(c))
+        lps.append(lp)
+    truncated = ro.truncated.clone()
+    turns = [1] * B
+    turn_text = [prefill_of(e) + t for e, t in zip(rows_ex, ro.texts)]
+    active = [r for r in range(B) if host.is_episode(rows_ex[r])]
+    eos = eos_ids(tokenizer, model)
+    budget = cfg.max_episode_tokens
+
+    while active:
+        # 1. turns that ran out of tokens end their episodes; the rest go to their environments
+        cut = [r for r in active if truncated[r]]
+        if cut:
+            env(batch.stop, cut, "truncated")
+        active = [r for r in active if not truncated[r]]
+        replies = env(batch.step, active, [turn_text[r] for r in active])
+        going, limit, full = [], [], []
+        for r, obs in zip(active, replies):
+            if obs is None:
+                continue  # the environment ended the episode (or it failed)
+            if turns[r] >= host.max_turns(rows_ex[r]):
+                limit.append(r)
+                continue
+            # 2. the increment: the template's text after the end-of-turn token, tokenised once
+            inc = tokenizer(chat.increment(tokenizer, obs, cfg.chat_template), add_special_tokens=False)["input_ids"]
+            if len(ids[r]) + len(inc) >= budget:
+                full.append(r)
+                continue
+            ids[r] += inc
+            mm[r] += [0] * len(inc)
+            lps[r] += [0.0] * len(inc)
+            going.append(r)
+        if limit:
+            env(batch.stop, limit, "turns")
+        if full:
+            env(batch.stop, full, "tokens")
+            truncated[full] = True
+        if not going:
+            break
+        # 3. one batched decode of every unfinished episode's next turn, from its exact ids
+        room = [min(cfg.max_new_tokens, budget - len(ids[r])) for r in going]
+        new, new_lp = _decode_turn(model, tokenizer, [prompts[r] + ids[r] for r in going], max(room), eos,
+                                   return_logprobs, sample)
+        for k, r in enumerate(going):
+            toks = new[k][: room[k]]
+            ended = next((i for i, t in enumerate(toks) if t in eos), None)
+            toks = toks if ended is None else toks[: ended + 1]
+            truncated[r] = ended is None
+            ids[r] += toks
+            mm[r] += [1] * len(toks)
+            lps[r] += new_lp[k][: len(toks)]
+            turns[r] += 1
+            turn_text[r] = tokenizer.decode(toks, skip_special_tokens=True)
+        active = going
+
+    judged = env(batch.judge)
+    stats = batch.stats
+    for r, st in enumerate(stats):
+        if st is not None:
+            st["turns"] = turns[r]  # turns sampled (a truncated last turn never reached its environment)
+            st["tokens"] = len(ids[r])
+            st["model_tokens"] = sum(mm[r])
+    out = _assemble(ro, ids, mm, lps, truncated, tokenizer, stats, return_logprobs)
+    out.texts = [out.texts[r] if host.is_episode(e) else ro.texts[r] for r, e in enumerate(rows_ex)]
+    return out, judged
+
+
+@torch.no_grad()
+def _decode_turn(model, tokenizer, seqs: list[list[int]], max_new: int, eos: list[int], return_logprobs: bool,
+                 sample: dict) -> tuple[list[list[int]], list[list[float]]]:
+    """One batched decode continuing each sequence (left-padded); new ids and log-probs per row."""
+    device = next(model.parameters()).device
+    L, pad = max(len(s) for s in seqs), tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (L - len(s)) + s for s in seqs], device=device)
+    mask = torch.tensor([[0] * (L - len(s)) + [1] * len(s) for s in seqs], device=device)
+    logprobs: list[torch.Tensor] | None = [] if return_logprobs else None
+    was_training = model.training
+    model.eval()
+    with _products(model):
+        out = decode(model, ids, mask, 1, max_new_tokens=max_new, eos=eos, pad_id=pad, logprobs=logprobs, **sample)
+    model.train(was_training)
+    lp = torch.stack(logprobs, 1).tolist() if logprobs else [[0.0] * out.shape[1]] * out.shape[0]
+    return out.tolist(), lp
+
+
+def _assemble(ro: Rollout, ids, mm, lps, truncated, tokenizer, stats, with_logprobs: bool) -> Rollout:
+    """The episodes as one rollout: turn 1's left-padded prompts, then each row's tokens right-padded."""
+    B, T = len(ids), max(len(x) for x in ids)
+    dev = ro.input_ids.device
+    comp = torch.full((B, T), tokenizer.pad_token_id, dtype=torch.long)
+    cmask = torch.zeros(B, T, dtype=ro.completion_mask.dtype)
+    model_mask = torch.zeros(B, T, dtype=ro.completion_mask.dtype)
+    logp = torch.zeros(B, T)
+    for r in range(B):
+        n = len(ids[r])
+        comp[r, :n] = torch.tensor(ids[r], dtype=torch.long)
+        cmask[r, :n] = 1
+        model_mask[r, :n] = torch.tensor(mm[r], dtype=cmask.dtype)
+        logp[r, :n] = torch.tensor(lps[r])
+    P = ro.prompt_len
+    texts = tokenizer.batch_decode([x for x in ids], skip_special_tokens=True)
+    return Rollout(
+        torch.cat([ro.input_ids[:, :P], comp.to(dev)], 1), torch.cat([ro.attention_mask[:, :P], cmask.to(dev)], 1),
+        cmask.to(dev), truncated, texts, P, model_mask.to(dev), logp.to(dev) if with_logprobs else None, stats,
+    )

@@ -1,0 +1,405 @@
+"""Episodes on the host side: each episode's environment in a process of its own, under deadlines.
+
+Environment code is plugin code fed model text, so it runs like a reward: out of the trainer's
+process, behind a hard deadline. Each episode gets a forked process (an environment keeps state
+between turns; one process per episode means a hung or crashed episode takes down nothing but
+itself). A turn's environment work (the tool calls, or :meth:`Episode.step`) must finish within the
+environment's ``step_timeout`` and the episode's total within ``episode_timeout`` (each plus
+``grace``); past either the process is killed and the episode ends ``timeout``. A process that dies
+or an environment that raises or answers with the wrong type ends the episode ``error`` (no
+training signal, never a silent 0). At most ``workers`` environment steps run at once.
+
+:class:`EpisodeHost` is what the engine's rollout (:mod:`grpo_env.engine.rollout`) talks to: it opens
+a batch of episodes, steps the unfinished ones with the model's turns, and judges them at the end
+(the environment's outcome and reward components on the final turn, through
+:class:`~grpo_env.scoring.ScoringService`, combined with the same ``combine`` as tasks).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any, Mapping, Sequence
+
+from grpo_env.environment import Environment, Episode, Step, ToolCall, ToolError, Turn
+from grpo_env.rewards import combine
+from grpo_env.scoring import _die_with_parent, _plain
+from grpo_env.tools import CallError, parse_calls
+from grpo_env.types import Example, Message, Outcome, Scored, Status
+
+MAX_OBSERVATION_CHARS = 8_000  # one observation message, cut beyond (the cut is said in the text)
+
+
+# ---------------------------------------------------------------------------------------------
+# inside the episode's process
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_OBSERVATION_CHARS:
+        return text
+    return text[:MAX_OBSERVATION_CHARS] + f"\n[... cut: {len(text) - MAX_OBSERVATION_CHARS} more characters]"
+
+
+def _outcome_data(o: Outcome) -> tuple[float, str, dict]:
+    return o.score, o.status.value, _plain(o.details)
+
+
+def play_turn(episode: Episode, env: Environment, number: int, text: str) -> dict[str, Any]:
+    """One assistant turn: its tool calls run (each result or error an observation), or, without
+    calls, the environment's step. Returns plain data: observations, done, outcome, counts."""
+    calls = parse_calls(text, env.tools) if env.tools else []
+    if calls:
+        obs, errors = [], 0
+        for c in calls:
+            if isinstance(c, CallError):
+                errors += 1
+                result = f"error: {c.message}"
+            else:
+                try:
+                    result = episode.call_tool(ToolCall(name=c.name, arguments=c.arguments))
+                except ToolError as e:
+                    errors += 1
+                    result = f"error: {e}"
+                if not isinstance(result, str):
+                    raise TypeError(f"tool {c.name!r} returned {type(result).__name__}, expected str")
+            obs.append(("tool", _cut(result)))
+        return {"observations": obs, "done": False, "outcome": None, "calls": len(calls), "errors": errors}
+    step = episode.step(Turn(number=number, text=text))
+    if not isinstance(step, Step):
+        raise TypeError(f"step returned {type(step).__name__}, expected grpo_env.environment.Step")
+    return {"observations": [(m.role, _cut(m.content)) for m in step.observations], "done": step.done,
+            "outcome": None if step.outcome is None else _outcome_data(step.outcome), "calls": 0, "errors": 0}
+
+
+def _episode_main(conn: Connection, env: Environment, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    episode: Episode | None = None
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        try:
+            if msg[0] == "make":
+                episode = env.make(msg[1])
+                if not isinstance(episode, Episode):
+                    raise TypeError(f"make returned {type(episode).__name__}, expected a grpo_env.environment.Episode")
+                reply: Any = ("ok", None)
+            elif msg[0] == "turn":
+                reply = ("ok", play_turn(episode, env, msg[1], msg[2]))  # type: ignore[arg-type]
+            else:  # ("end", reason): the core stopped the episode
+                out = episode.end(msg[1])  # type: ignore[union-attr]
+                if not isinstance(out, Outcome):
+                    raise TypeError(f"end returned {type(out).__name__}, expected grpo_env.Outcome")
+                reply = ("ok", _outcome_data(out))
+        except Exception as e:
+            reply = ("error", f"environment {env.name!r} raised {type(e).__name__}: {e}",
+                     traceback.format_exc(limit=-3))
+        conn.send(reply)
+
+
+# ---------------------------------------------------------------------------------------------
+# the supervisor
+
+
+@dataclass
+class EpisodeStats:
+    """What one episode did, for metrics and logs."""
+
+    turns: int = 0  # assistant turns played
+    tool_calls: int = 0
+    tool_errors: int = 0  # malformed calls, unknown tools, ToolError
+    env_seconds: float = 0.0  # time its environment worked
+    ended_by: str = ""  # "env" | "turns" | "tokens" | "truncated" | "timeout" | "error"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"turns": self.turns, "tool_calls": self.tool_calls, "tool_errors": self.tool_errors,
+                "env_seconds": round(self.env_seconds, 4), "ended_by": self.ended_by}
+
+
+@dataclass
+class _Session:
+    env: Environment
+    weights: dict[str, float]
+    example: Example
+    conn: Connection | None = None
+    proc: Any = None
+    outcome: Outcome | None = None  # set when the episode has ended
+    last_text: str = ""
+    stats: EpisodeStats = field(default_factory=EpisodeStats)
+
+    @property
+    def open(self) -> bool:
+        return self.outcome is None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            if self.proc.is_alive():
+                self.proc.kill()
+            self.proc.join(timeout=5)
+            self.proc = None
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def stop(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+        if self.proc is not None:
+            self.proc.join(timeout=1)
+        self.kill()
+
+
+class EpisodeHost:
+    """Runs environments' episodes for the engine. ``environments``: name -> (environment, reward
+    weights); ``service`` scores reward components on the final turn."""
+
+    def __init__(self, environments: Mapping[str, tuple[Environment, Mapping[str, float]]], service,
+                 workers: int = 2, grace: float = 1.0):
+        self.environments = {k: (env, dict(w)) for k, (env, w) in environments.items()}
+        self.service = service
+        self.workers = max(1, workers)
+        self.grace = grace
+        self._ctx = mp.get_context("fork")
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="grpo-env-episodes")  # see ScoringService
+
+    def close(self) -> None:
+        self._spawner.shutdown()
+
+    def __enter__(self) -> "EpisodeHost":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the engine's protocol ----------------------------------------------------------------
+
+    def is_episode(self, example: Example) -> bool:
+        return example.task in self.environments
+
+    def max_turns(self, example: Example) -> int:
+        return self.environments[example.task][0].max_turns if self.is_episode(example) else 1
+
+    def open(self, examples: Sequence[Example]) -> "EpisodeBatch":
+        return EpisodeBatch(self, examples)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _fork(self, env: Environment) -> tuple[Connection, Any]:
+        def start() -> tuple[Connection, Any]:
+            conn, child = self._ctx.Pipe()
+            proc = self._ctx.Process(target=_episode_main, args=(child, env, os.getpid()), daemon=True)
+            proc.start()
+            child.close()
+            return conn, proc
+
+        return self._spawner.submit(start).result()
+
+    def exchange(self, sessions: list[_Session], messages: list[tuple]) -> list[Any]:
+        """Send each open session its message and collect the replies, at most ``workers`` at once,
+        each under its deadline. A session that times out, dies or raises is ended (its outcome set)
+        and gets None."""
+        replies: list[Any] = [None] * len(sessions)
+        pending = list(range(len(sessions)))[::-1]
+        running: dict[int, float] = {}  # session index -> deadline
+        started: dict[int, float] = {}
+        while pending or running:
+            while pending and len(running) < self.workers:
+                i = pending.pop()
+                s = sessions[i]
+                if not s.open:
+                    continue
+                if s.conn is None:
+                    s.conn, s.proc = self._fork(s.env)
+                budget = min(s.env.step_timeout, s.env.episode_timeout - s.stats.env_seconds)
+                now = time.monotonic()
+                try:
+                    s.conn.send(messages[i])
+                except (OSError, ValueError):
+                    self._fail(s, Outcome.error(f"environment {s.env.name!r}: its process is gone"))
+                    continue
+                running[i], started[i] = now + max(budget, 0.0) + self.grace, now
+            if not running:
+                continue
+            timeout = max(0.0, min(running.values()) - time.monotonic())
+            ready = wait([sessions[i].conn for i in running], timeout=timeout)
+            now = time.monotonic()
+            for i in list(running):
+                s = sessions[i]
+                if s.conn in ready:
+                    del running[i]
+                    s.stats.env_seconds += now - started[i]
+                    try:
+                        reply = s.conn.recv()
+                    except (EOFError, OSError):
+                        code = s.proc.exitcode if s.proc is not None else None
+                        self._fail(s, Outcome.error(f"environment {s.env.name!r}: its process died (exit {code})"))
+                        continue
+                    if reply[0] == "error":
+                        self._fail(s, Outcome.error(reply[1], traceback=reply[2]))
+                    else:
+                        replies[i] = reply[1]
+                elif now >= running[i]:
+                    del running[i]
+                    s.stats.env_seconds += now - started[i]
+                    over = "episode" if s.stats.env_seconds >= s.env.episode_timeout else "step"
+                    limit = s.env.episode_timeout if over == "episode" else s.env.step_timeout
+                    self._fail(s, Outcome.of(Status.TIMEOUT, 0.0, deadline_s=limit, limit=over), status="timeout")
+        return replies
+
+    @staticmethod
+    def _fail(s: _Session, outcome: Outcome, status: str = "error") -> None:
+        s.outcome = outcome
+        s.stats.ended_by = status
+        s.kill()
+
+
+def _outcome(data: tuple[float, str, dict]) -> Outcome:
+    score, status, details = data
+    return Outcome(score=score, status=Status(status), details=details)
+
+
+class EpisodeBatch:
+    """One rollout's episodes, a row per sequence (rows of single-turn tasks have no session)."""
+
+    def __init__(self, host: EpisodeHost, examples: Sequence[Example]):
+        self.host = host
+        self.examples = list(examples)
+        self.sessions: list[_Session | None] = []
+        for ex in self.examples:
+            if host.is_episode(ex):
+                env, weights = host.environments[ex.task]
+                self.sessions.append(_Session(env, weights, ex))
+            else:
+                self.sessions.append(None)
+        live = [s for s in self.sessions if s is not None]
+        replies = host.exchange(live, [("make", s.example) for s in live])
+        del replies  # a failed make has ended its session
+
+    @property
+    def stats(self) -> list[dict[str, Any] | None]:
+        return [None if s is None else s.stats.as_dict() for s in self.sessions]
+
+    def step(self, rows: Sequence[int], texts: Sequence[str]) -> list[list[Message] | None]:
+        """Each row's turn to its environment: the observations the model sees next, or None when the
+        episode has ended (by the environment, a deadline or an error). A row without a session ends."""
+        out: list[list[Message] | None] = [None] * len(rows)
+        live = [(k, self.sessions[r]) for k, r in enumerate(rows) if self.sessions[r] is not None]
+        for k, s in live:
+            s.last_text = texts[k]
+            s.stats.turns += 1
+        sessions = [s for _, s in live]
+        replies = self.host.exchange(sessions, [("turn", s.stats.turns, s.last_text) for s in sessions])
+        for (k, s), reply in zip(live, replies):
+            if reply is None:  # ended: timeout or error
+                continue
+            s.stats.tool_calls += reply["calls"]
+            s.stats.tool_errors += reply["errors"]
+            if reply["done"]:
+                s.stats.ended_by = "env"
+                s.outcome = _outcome(reply["outcome"]) if reply["outcome"] is not None else Outcome.not_applicable(
+                    "the environment gave no outcome: judged by its reward components")
+                s.stop()
+            else:
+                out[k] = [Message(role=role, content=content) for role, content in reply["observations"]]
+        return out
+
+    def stop(self, rows: Sequence[int], reason: str) -> None:
+        """The core ends these episodes (``reason``: ``turns``, ``tokens`` or ``truncated``): each
+        environment's :meth:`Episode.end` judges the unfinished episode."""
+        sessions = [s for s in (self.sessions[r] for r in rows) if s is not None and s.open]
+        replies = self.host.exchange(sessions, [("end", reason)] * len(sessions))
+        for s, reply in zip(sessions, replies):
+            if reply is not None:
+                s.outcome, s.stats.ended_by = _outcome(reply), reason
+                s.stop()
+
+    def judge(self) -> list[Scored | None]:
+        """Each episode's judgement (None for rows of single-turn tasks): the environment's outcome
+        under its own name and the reward components on the final turn, combined like a task's.
+
+        Components judge only an episode its environment ended: one the core stopped (turn or token
+        limit, a truncated turn), whose environment failed (``error``) or ran out of time
+        (``timeout``) has no final answer to judge (its last turn may be a tool call holding the
+        right number), so it is the environment's outcome alone."""
+        self.stop([r for r, s in enumerate(self.sessions) if s is not None and s.open], "turns")
+        items, where = [], []
+        for r, s in enumerate(self.sessions):
+            if s is None or s.stats.ended_by != "env":
+                continue
+            for name in s.weights:
+                if name != s.env.name:
+                    items.append((name, s.example, s.last_text))
+                    where.append((r, name))
+        outcomes = self.host.service.score(items) if items else []
+        found: dict[int, dict[str, Outcome]] = {}
+        for (r, name), o in zip(where, outcomes):
+            found.setdefault(r, {})[name] = o
+        out: list[Scored | None] = []
+        for r, s in enumerate(self.sessions):
+            if s is None:
+                out.append(None)
+                continue
+            env_out: Outcome = s.outcome  # type: ignore[assignment]
+            if s.stats.ended_by != "env":
+                total = math.nan if env_out.status.excluded else s.weights.get(s.env.name, 0.0) * env_out.score
+                out.append(Scored(total=total, status=env_out.status, components={s.env.name: env_out}))
+                continue
+            weights = dict(s.weights)
+            weights.setdefault(s.env.name, 0.0)  # always reported; counts only when the recipe weighs it
+            out.append(combine({s.env.name: env_out, **found.get(r, {})}, weights))
+        self.close()
+        return out
+
+    def close(self) -> None:
+        for s in self.sessions:
+            if s is not None:
+                s.stop()
+
+
+@dataclass
+class Played:
+    """A scripted episode's result: its judgement, stats, and the observations after each turn."""
+
+    scored: Scored
+    stats: dict[str, Any]
+    observations: list[list[Message]]
+
+
+def play(host: EpisodeHost, example: Example, turns: Sequence[str]) -> Played:
+    """Play ``turns`` as the assistant's turns of one episode (fewer if it ends sooner) through the
+    real processes and deadlines; for ``grpo-env check`` and ``grpo-env play``."""
+    batch = host.open([example])
+    limit = host.max_turns(example)
+    seen: list[list[Message]] = []
+    played = 0
+    for text in turns:
+        if not batch.sessions[0].open:  # type: ignore[union-attr]
+            break
+        played += 1
+        obs = batch.step([0], [text])[0]
+        if obs is None:
+            break
+        seen.append(obs)
+        if played >= limit:
+            batch.stop([0], "turns")
+            break
+    if batch.sessions[0].open:  # type: ignore[union-attr]
+        batch.stop([0], "turns")  # the script ran out of turns
+    scored = batch.judge()[0]
+    stats = batch.stats[0] or {}
+    stats["turns"] = played
+    return Played(scored, stats, seen)  # type: ignore[arg-type]
