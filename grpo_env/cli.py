@@ -233,9 +233,10 @@ def cmd_play(args: argparse.Namespace) -> int:
         batch = host.open([example])
         session = batch.sessions[0]
         turn = 0
-        while session.open and turn < env.max_turns:
+        limit = env.turns_for(example)
+        while session.open and turn < limit:
             turn += 1
-            out.print(f"[bold]assistant {turn}/{env.max_turns}>[/] ", end="")
+            out.print(f"[bold]assistant {turn}/{limit}>[/] ", end="")
             line = sys.stdin.readline()
             if not line:
                 out.print()

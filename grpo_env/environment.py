@@ -165,7 +165,7 @@ class Environment(Task):
 
     ``make(example) -> Episode`` creates an episode; ``tools`` are offered to the model (through the
     chat template when it supports tools, else in the system prompt: :mod:`grpo_env.tools`).
-    ``max_turns`` caps assistant turns; ``step_timeout`` is the hard deadline of one turn's
+    ``max_turns`` caps assistant turns (``turn_limit(example)`` may lower it per example); ``step_timeout`` is the hard deadline of one turn's
     environment work (tool calls included) and ``episode_timeout`` of the whole episode's; past
     either the episode ends with status ``timeout``.
     """
@@ -173,6 +173,7 @@ class Environment(Task):
     make: Callable[[Example], Episode]
     tools: list[Tool] = Field(default_factory=list)
     max_turns: int = Field(default=4, ge=1, le=64)
+    turn_limit: Callable[[Example], int] | None = None  # an example's own limit (e.g. from an option), at most max_turns
     step_timeout: float = Field(default=10.0, gt=0)
     episode_timeout: float = Field(default=60.0, gt=0)
     fixtures: list[EpisodeFixture] | Callable[[], list[EpisodeFixture]] = Field(default_factory=list)  # type: ignore[assignment]
@@ -192,6 +193,12 @@ class Environment(Task):
     def components(self) -> dict[str, float]:
         """The registered reward components of ``rewards`` (every key but the environment's own name)."""
         return {k: w for k, w in self.rewards.items() if k != self.name}
+
+    def turns_for(self, example: Example) -> int:
+        """The turn limit of ``example``'s episode."""
+        if self.turn_limit is None:
+            return self.max_turns
+        return max(1, min(self.max_turns, int(self.turn_limit(example))))
 
     def tool_specs(self) -> list[dict[str, Any]]:
         return [t.spec() for t in self.tools]

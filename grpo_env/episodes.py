@@ -191,7 +191,7 @@ class EpisodeHost:
         return example.task in self.environments
 
     def max_turns(self, example: Example) -> int:
-        return self.environments[example.task][0].max_turns if self.is_episode(example) else 1
+        return self.environments[example.task][0].turns_for(example) if self.is_episode(example) else 1
 
     def open(self, examples: Sequence[Example]) -> "EpisodeBatch":
         return EpisodeBatch(self, examples)
@@ -286,8 +286,7 @@ class EpisodeBatch:
             else:
                 self.sessions.append(None)
         live = [s for s in self.sessions if s is not None]
-        replies = host.exchange(live, [("make", s.example) for s in live])
-        del replies  # a failed make has ended its session
+        host.exchange(live, [("make", s.example) for s in live])  # a make that fails ends its session
 
     @property
     def stats(self) -> list[dict[str, Any] | None]:

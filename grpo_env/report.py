@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-PLOTS = ("reward", "components", "status", "length", "kl", "zero_spread", "time")
+PLOTS = ("reward", "components", "status", "length", "kl", "zero_spread", "time", "episodes", "episode_ends")
 
 
 class ReportError(ValueError):
@@ -140,6 +140,13 @@ def make_plots(records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             ("truncated completions", series(records, "truncated_frac"))])
     parts = [k for k in _keys(records, "time") if k != "total"]
     figure("time", "step time split", "seconds", [(k, series(records, "time", k)) for k in parts], stack=True)
+    envs = _keys(records, "episodes_by_env")
+    figure("episodes", "per episode, per environment", "mean per episode",
+           [(f"{env} {what.replace('_', ' ')}", series(records, "episodes_by_env", env, what))
+            for env in envs for what in ("turns", "tool_calls", "tool_errors")])
+    figure("episode_ends", "episodes ended by a timeout or an environment error", "episodes",
+           [(f"{env} {what.replace('env_', '')}", series(records, "episodes_by_env", env, what))
+            for env in envs for what in ("env_timeouts", "env_errors")])
     return written
 
 

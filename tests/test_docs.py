@@ -30,30 +30,36 @@ def test_every_hook_documented_with_exact_signature(name):
     assert heading in DOC.read_text().splitlines(), f"docs/plugins.md lacks the heading {heading!r}"
 
 
-def walkthrough_files():
-    text = DOC.read_text()
+def walkthrough_files(doc: Path = DOC):
+    text = doc.read_text()
     return dict(re.findall(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```", text, flags=re.S))
 
 
-@pytest.mark.slow
-def test_walkthrough_plugin_installs_and_works_verbatim(tmp_path):
-    files = walkthrough_files()
-    assert "grpo-env-reverse/pyproject.toml" in files
-    for rel, body in files.items():
+def install_walkthrough(tmp_path: Path, doc: Path, package: str):
+    """Write a page's walkthrough files under ``tmp_path``, pip-install ``package`` from them into a
+    private site directory, and return a function running the CLI with that site on the path."""
+    for rel, body in walkthrough_files(doc).items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(body)
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site),
-         str(tmp_path / "grpo-env-reverse")],
+         str(tmp_path / package)],
         check=True, capture_output=True, text=True,
     )
     env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "250"}
 
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "grpo_env.cli", *args], env=env, cwd=tmp_path,
+    def cli(*args, stdin=None):
+        return subprocess.run([sys.executable, "-m", "grpo_env.cli", *args], env=env, cwd=tmp_path, input=stdin,
                               capture_output=True, text=True, timeout=300)
 
+    return cli
+
+
+@pytest.mark.slow
+def test_walkthrough_plugin_installs_and_works_verbatim(tmp_path):
+    assert "grpo-env-reverse/pyproject.toml" in walkthrough_files()
+    cli = install_walkthrough(tmp_path, DOC, "grpo-env-reverse")
     listing = cli("plugins")
     assert listing.returncode == 0, listing.stderr
     line = next(l for l in listing.stdout.splitlines() if " reverse " in l)
@@ -68,7 +74,39 @@ def test_walkthrough_plugin_installs_and_works_verbatim(tmp_path):
     assert shown.returncode == 0 and "Reverse the word" in shown.stdout
 
 
-THREAT_MODELS = ["code.md", "math.md"]
+ENV_DOC = DOC.parent / "environments.md"
+
+
+@pytest.mark.slow
+def test_environment_walkthrough_installs_checks_plays_and_trains_verbatim(tmp_path):
+    from grpo_env.engine.tiny import write_tiny
+
+    assert "grpo-env-capitals/grpo_env_capitals/__init__.py" in walkthrough_files(ENV_DOC)
+    cli = install_walkthrough(tmp_path, ENV_DOC, "grpo-env-capitals")
+    listing = cli("tasks")
+    assert listing.returncode == 0, listing.stderr
+    line = next(l for l in listing.stdout.splitlines() if " capitals " in l)
+    assert "up to 3 turns; tools: lookup" in line
+    check = cli("check", "capitals")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "3 " in next(l for l in check.stdout.splitlines() if " capitals " in l)  # 3 scripted episodes passed
+    call = '<tool_call>{"name": "lookup", "arguments": {"country": "peru"}}</tool_call>'
+    played = cli("play", "capitals", "--split", "test", stdin=f"{call}\nlima\n")
+    assert played.returncode == 0, played.stdout + played.stderr
+    assert "tool: lima" in played.stdout
+    assert "episode ended by env after 2 turn(s), 1 tool call(s), 0 tool error(s)" in played.stdout
+    assert "reward " in played.stdout
+    # one training step on it, through the real CLI, with a tiny model
+    tiny = write_tiny(tmp_path / "tiny")
+    run = cli("train", "grpo-env-capitals/capitals.toml", f"--model.name={tiny}", "--train.steps=1",
+              "--train.max_new_tokens=8", f"--train.output_dir={tmp_path / 'run'}", "--train.progress=false",
+              "--scoring.workers=1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    rec = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert rec["step"] == 1 and rec["episodes_by_env"]["capitals"]["episodes"] == 16
+
+
+THREAT_MODELS = ["code.md", "math.md", "environments.md"]
 SHORT = {"S": "tests/test_sandbox.py", "A": "tests/test_sandbox_attacks.py", "C": "tests/test_code_tasks.py"}
 
 

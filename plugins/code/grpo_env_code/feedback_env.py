@@ -85,6 +85,11 @@ def from_row(row: dict[str, Any], options: dict[str, Any]) -> Example:
     return ex
 
 
+def attempts_of(example: Example) -> int:
+    """The turn limit of an episode: its ``attempts`` option."""
+    return int(example.gold.get("attempts", DEFAULT_ATTEMPTS))
+
+
 def _call_text(entry_point: str, test: dict) -> str:
     try:
         args = codec.decode(test["args"])
@@ -239,6 +244,7 @@ def feedback_environment() -> Environment:
         options=FeedbackOptions,
         make=make_episode,
         max_turns=MAX_ATTEMPTS,
+        turn_limit=attempts_of,
         step_timeout=30.0,  # two sandbox runs (visible, then hidden) of at most 10 s each
         episode_timeout=120.0,
         fixtures=fixtures,

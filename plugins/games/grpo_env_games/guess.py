@@ -120,6 +120,10 @@ def make_episode(example: Example) -> Episode:
     return GuessEpisode(example)
 
 
+def turn_limit(example: Example) -> int:
+    return int(example.gold.get("max_turns", 4))
+
+
 def fixtures() -> list[EpisodeFixture]:
     top = guess_example(f"{NAME}-fixture-8", 8)
     low = guess_example(f"{NAME}-fixture-1", 1)
@@ -152,6 +156,7 @@ def guess_environment() -> Environment:
         options=GuessOptions,
         make=make_episode,
         max_turns=TURN_CAP,
+        turn_limit=turn_limit,
         step_timeout=5.0,
         episode_timeout=30.0,
         fixtures=fixtures,
