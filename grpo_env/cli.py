@@ -117,8 +117,9 @@ def _episode_summary(task) -> str:
     """'-' for a single-turn task; an environment's turn limit and tools."""
     if not isinstance(task, Environment):
         return "-"
-    tools = ", ".join(t.name for t in task.tools) or "no tools"
-    return f"up to {task.max_turns} turns; tools: {tools}"
+    tools = "tools: " + ", ".join(t.name for t in task.tools) if task.tools else "no tools"
+    per_example = " (or an example's own limit)" if task.turn_limit is not None else ""
+    return f"up to {task.max_turns} turns{per_example}; {tools}"
 
 
 def _task(reg: Registry, name: str):
