@@ -106,18 +106,27 @@ def _check_streams(task: Task, result: TaskCheck) -> None:
             result.problems.append(f"examples({split!r}, seed=0) failed: {type(e).__name__}: {e}")
 
 
+def _fixtures(task: Task, result: TaskCheck, none: str) -> list | None:
+    """The task's fixtures, counted on ``result`` (``none`` recorded when it has none); None when they
+    cannot be built (the reason recorded)."""
+    try:
+        fixtures = task.get_fixtures()
+    except Exception as e:
+        result.problems.append(f"fixtures could not be built: {type(e).__name__}: {e}")
+        return None
+    result.fixtures = len(fixtures)
+    if not fixtures:
+        result.problems.append(none)
+    return fixtures
+
+
 def check_environment(env: Environment, registry: Registry, host: EpisodeHost) -> TaskCheck:
     """An environment's scripted episodes, each played twice through the real episode processes:
     the declared judgement, tool-error count and turns played, and identical runs."""
     result = TaskCheck(task=env.name)
-    try:
-        fixtures = env.get_fixtures()
-    except Exception as e:
-        result.problems.append(f"fixtures could not be built: {type(e).__name__}: {e}")
+    fixtures = _fixtures(env, result, "the environment ships no scripted episodes (fixtures)")
+    if fixtures is None:
         return result
-    result.fixtures = len(fixtures)
-    if not fixtures:
-        result.problems.append("the environment ships no scripted episodes (fixtures)")
     for i, f in enumerate(fixtures):
         label = f.note or f.example.id
         example = f.example.model_copy(update={"task": env.name, "tools": env.tool_specs()})
@@ -146,14 +155,9 @@ def check_task(task: Task, registry: Registry, service: ScoringService) -> TaskC
         result.flagged = task.flagged() if task.flagged else []
     except Exception as e:
         result.problems.append(f"its flags could not be computed: {type(e).__name__}: {e}")
-    try:
-        fixtures = task.get_fixtures()
-    except Exception as e:
-        result.problems.append(f"fixtures could not be built: {type(e).__name__}: {e}")
+    fixtures = _fixtures(task, result, "the task ships no fixtures")
+    if fixtures is None:
         return result
-    result.fixtures = len(fixtures)
-    if not fixtures:
-        result.problems.append("the task ships no fixtures")
     absent = {r for r in task.optional if r not in task.rewards}
     for i, f in enumerate(fixtures):
         if f.reward in absent:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-import signal
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 from grpo_env.environment import Environment, Episode, Step, ToolCall, ToolError, Turn
 from grpo_env.rewards import combine
-from grpo_env.scoring import _die_with_parent, _plain
+from grpo_env.scoring import _plain, serve
 from grpo_env.tools import CallError, parse_calls
 from grpo_env.types import Example, Message, Outcome, Scored, Status
 
@@ -79,33 +78,26 @@ def play_turn(episode: Episode, env: Environment, number: int, text: str) -> dic
 
 
 def _episode_main(conn: Connection, env: Environment, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     episode: Episode | None = None
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
+
+    def handle(msg: tuple) -> tuple:
+        nonlocal episode
         try:
             if msg[0] == "make":
                 episode = env.make(msg[1])
                 if not isinstance(episode, Episode):
                     raise TypeError(f"make returned {type(episode).__name__}, expected a grpo_env.environment.Episode")
-                reply: Any = ("ok", None)
-            elif msg[0] == "turn":
-                reply = ("ok", play_turn(episode, env, msg[1], msg[2]))  # type: ignore[arg-type]
-            else:  # ("end", reason): the core stopped the episode
-                out = episode.end(msg[1])  # type: ignore[union-attr]
-                if not isinstance(out, Outcome):
-                    raise TypeError(f"end returned {type(out).__name__}, expected grpo_env.Outcome")
-                reply = ("ok", _outcome_data(out))
+                return ("ok", None)
+            if msg[0] == "turn":
+                return ("ok", play_turn(episode, env, msg[1], msg[2]))  # type: ignore[arg-type]
+            out = episode.end(msg[1])  # type: ignore[union-attr]  # ("end", reason): the core stopped the episode
+            if not isinstance(out, Outcome):
+                raise TypeError(f"end returned {type(out).__name__}, expected grpo_env.Outcome")
+            return ("ok", _outcome_data(out))
         except Exception as e:
-            reply = ("error", f"environment {env.name!r} raised {type(e).__name__}: {e}",
-                     traceback.format_exc(limit=-3))
-        conn.send(reply)
+            return ("error", f"environment {env.name!r} raised {type(e).__name__}: {e}", traceback.format_exc(limit=-3))
+
+    serve(conn, parent_pid, handle)
 
 
 # ---------------------------------------------------------------------------------------------

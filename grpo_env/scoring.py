@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from grpo_env.rewards import call_reward, combine
 from grpo_env.types import Example, Outcome, Reward, Scored, Status
@@ -53,9 +53,11 @@ def _plain(details: dict) -> dict:
         return {"repr": repr(details)[:2000]}
 
 
-def _worker_main(conn: Connection, rewards: Mapping[str, Reward], parent_pid: int) -> None:
+def serve(conn: Connection, parent_pid: int, handle: Callable[[Any], Any]) -> None:
+    """A worker process's loop: die with the parent, leave Ctrl-C to the supervisor, and answer each
+    message with ``handle(message)`` until ``None`` or the pipe closes."""
     _die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             msg = conn.recv()
@@ -63,9 +65,16 @@ def _worker_main(conn: Connection, rewards: Mapping[str, Reward], parent_pid: in
             return
         if msg is None:
             return
+        conn.send(handle(msg))
+
+
+def _worker_main(conn: Connection, rewards: Mapping[str, Reward], parent_pid: int) -> None:
+    def score(msg: tuple) -> tuple:
         idx, name, example, completion = msg
         out = call_reward(rewards[name], completion, example)
-        conn.send((idx, out.score, out.status.value, _plain(out.details)))
+        return idx, out.score, out.status.value, _plain(out.details)
+
+    serve(conn, parent_pid, score)
 
 
 class _Worker:
