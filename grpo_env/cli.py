@@ -236,12 +236,12 @@ def cmd_play(args: argparse.Namespace) -> int:
         turn = 0
         limit = env.turns_for(example)
         while session.open and turn < limit:
-            turn += 1
-            out.print(f"[bold]assistant {turn}/{limit}>[/] ", end="")
+            out.print(f"[bold]assistant {turn + 1}/{limit}>[/] ", end="")
             line = sys.stdin.readline()
             if not line:
                 out.print()
                 break
+            turn += 1
             obs = batch.step([0], [line.rstrip("\n").replace("\\n", "\n")])[0]
             for m in obs or []:
                 out.print(f"[green]{m.role}:[/] {m.content}", highlight=False)

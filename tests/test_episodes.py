@@ -228,3 +228,21 @@ def test_tools_go_in_the_system_prompt_when_the_template_has_none():
     assert text.startswith("s:You can call tools.") and '"name": "add"' in text and text.endswith("u:hi\na:")
     inc = chat.increment(tok, [te.Message(role="tool", content="5")])
     assert inc == "\nt:5\na:"  # the rest of the closed turn, the observation, the opened turn
+
+
+def test_hundreds_of_kb_of_hostile_turns_through_grpo_env_play_are_fast_and_score_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    call = '<tool_call>{"name": "python", "arguments": {"code": "' + "a" * 300_000 + '"}}</tool_call>'
+    numbers = " ".join(str(i % 8 + 1) for i in range(100_000))  # every candidate, again and again
+    for env, turns, expect in (("math_python", [call, "x " * 150_000], "longer than 20000"),
+                               ("games.guess", [numbers], "games.guess=0 (incorrect)")):
+        t = time.monotonic()
+        got = subprocess.run([sys.executable, "-m", "grpo_env.cli", "play", env], input="\n".join(turns) + "\n",
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path, env={"COLUMNS": "250", "PATH": ""})
+        assert time.monotonic() - t < 30
+        assert got.returncode == 0, got.stderr[-2000:]
+        assert expect in got.stdout and "reward 0 " in got.stdout
+        assert f"after {len(turns)} turn(s)" in got.stdout
+        assert not list(tmp_path.iterdir())  # nothing left in the working directory
