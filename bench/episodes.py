@@ -1,13 +1,16 @@
 """Episode throughput beside the single-turn step, on SmolLM2-135M-Instruct (CPU or CUDA).
 
     python bench/episodes.py [--steps 3] [--prompts 4] [--group 8] [--max-new 32]
+    python bench/episodes.py --model runs/smollm2_env --only "env games" --tag trained   # longer episodes
 
 Runs the real trainer for a few steps on each of: the single-turn task ``math_arith`` (the
 baseline), the ``games.guess`` environment (feedback every turn) and the ``math_python`` environment
 (a python tool run in the sandbox; the model is prefilled with a tool call on its first turn so that
 every episode exercises the tool). Per workload: seconds per step by stage, the share of the step
 spent waiting on environments, assistant turns per second and model tokens per second of rollout,
-and the step time as a ratio to the single-turn baseline of the same run. The first step is a
+and the step time as a ratio to the single-turn baseline of the same run. ``games.guess`` runs twice:
+later turns continuing from the episode's KV cache (the default), and prefilling the whole episode
+each turn (``episode_kv_cache = false``), to measure what the cache saves. The first step is a
 warm-up, left out. Prints a table and writes bench/results/episodes_<device>.json.
 """
 
@@ -31,19 +34,21 @@ from grpo_env.train import make_env_host, make_score_fn
 
 PYTHON_PREFILL = '<tool_call>{"name": "python", "arguments": {"code": "print('
 
-WORKLOADS = {  # name -> (task, options, prefill)
-    "single-turn math_arith": ("math_arith", {"difficulty": 1}, ""),
-    "env games.guess": ("games.guess", {"high": 8, "max_turns": 4}, ""),
-    "env math_python (tool)": ("math_python", {"difficulty": 1}, PYTHON_PREFILL),
+GUESS = ("games.guess", {"high": 8, "max_turns": 4}, "")
+WORKLOADS = {  # name -> (task, options, prefill, TrainConfig settings)
+    "single-turn math_arith": ("math_arith", {"difficulty": 1}, "", {}),
+    "env games.guess": (*GUESS, {}),
+    "env games.guess, no KV": (*GUESS, {"episode_kv_cache": False}),
+    "env math_python (tool)": ("math_python", {"difficulty": 1}, PYTHON_PREFILL, {}),
 }
 
 
-def run_one(model, tok, reg, task_name: str, options: dict, prefill: str, args) -> list[dict]:
+def run_one(model, tok, reg, task_name: str, options: dict, prefill: str, settings: dict, args) -> list[dict]:
     task = reg.tasks[task_name]
     entry = MixEntry(task, options=task.parse_options(options), prefill=prefill)
     cfg = TrainConfig(steps=args.steps, prompts_per_step=args.prompts, group_size=args.group,
                       max_new_tokens=args.max_new, max_episode_tokens=args.episode_tokens, temperature=0.8,
-                      beta=0.0, lr=1e-6, save_every=0, progress=False, log_samples=0)
+                      beta=0.0, lr=1e-6, save_every=0, progress=False, log_samples=0, **settings)
     rewards = {n: reg.rewards[n] for n in entry.components}
     with tempfile.TemporaryDirectory() as out, ScoringService(rewards, workers=2) as svc:
         host = make_env_host(svc, [entry], workers=2)
@@ -81,23 +86,25 @@ def main() -> None:
     ap.add_argument("--max-new", type=int, default=32, help="new tokens per turn")
     ap.add_argument("--episode-tokens", type=int, default=256)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--model", default="smollm2", help="a model name or path, e.g. a trained run's directory")
+    ap.add_argument("--tag", default="", help="results go to episodes_<device>[_<tag>].json")
     ap.add_argument("--only", action="append", default=[], help="run only these workloads (by name prefix)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    mcfg = ModelConfig(device=args.device)
+    mcfg = ModelConfig(name=args.model, device=args.device)
     tok, model = load_tokenizer(mcfg), load_model(mcfg)
     reg = get_registry()
     results = {}
-    for name, (task, options, prefill) in WORKLOADS.items():
+    for name, (task, options, prefill, settings) in WORKLOADS.items():
         if args.only and not any(name.startswith(o) for o in args.only):
             continue
         torch.manual_seed(0)
-        history = run_one(model, tok, reg, task, options, prefill, args)
+        history = run_one(model, tok, reg, task, options, prefill, settings, args)
         results[name] = summarise(history, args.group, args.prompts)
     device = resolve_device(args.device).type
     base = results.get("single-turn math_arith", {}).get("mean_s", {}).get("total")
-    print(f"SmolLM2-135M, {args.prompts} prompts x {args.group} samples, <= {args.max_new} tokens per turn, "
+    print(f"{args.model}, {args.prompts} prompts x {args.group} samples, <= {args.max_new} tokens per turn, "
           f"device {device}, {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     head = f"{'workload':<26}{'s/step':>8}{'x base':>8}{'gen s':>8}{'env s':>8}{'env %':>7}{'upd s':>8}" \
            f"{'turns/s':>9}{'tok/s':>8}{'turns/ep':>9}{'calls/ep':>9}"
@@ -110,7 +117,7 @@ def main() -> None:
               f"{r['turns_per_episode']:>9.2f}{r['tool_calls_per_episode']:>9.2f}")
     out = {"settings": vars(args), "device": device, "machine": platform.processor() or platform.machine(),
            "threads": torch.get_num_threads(), "results": results}
-    path = Path(__file__).parent / "results" / f"episodes_{device}.json"
+    path = Path(__file__).parent / "results" / f"episodes_{device}{'_' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps(out, indent=2))
     print(f"saved {path}")
 

@@ -235,7 +235,8 @@ DS_JSON = {  # ZeRO stage 1; the clip equals the recipe's; train_batch_size is b
     importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed"))])
 def test_accelerate_launch_runs_the_cli_unchanged(tmp_path, launch):
     """The CLI under `accelerate launch`: plain data parallelism, FSDP from an accelerate config file, and
-    DeepSpeed ZeRO-1 from an accelerate config file naming a DeepSpeed JSON."""
+    DeepSpeed ZeRO-1 from an accelerate config file naming a DeepSpeed JSON. The mixture holds an
+    environment: episodes of different lengths on the ranks, each with its own episode processes."""
     from grpo_env.engine.tiny import write_tiny
 
     model = write_tiny(tmp_path / "tiny")
@@ -250,13 +251,17 @@ threads = 1
 name = "math_arith"
 options = {{ difficulty = 1 }}
 rewards = {{ "math.answer" = 1.0 }}
+[[tasks]]
+name = "games.guess"
+options = {{ high = 8, max_turns = 3 }}
 [scoring]
 workers = 1
 [train]
-steps = 2
+steps = 3
 group_size = 4
 prompts_per_step = 4
-max_new_tokens = 8
+max_new_tokens = 16  # the tiny model ends about one turn in four within 16 tokens: multi-turn episodes
+max_episode_tokens = 80
 beta = 0.04
 progress = false
 output_dir = "{tmp_path / 'run'}"
@@ -272,14 +277,19 @@ output_dir = "{tmp_path / 'run'}"
         how = ["--num_processes", "2", "--cpu"]
     proc = accelerate_launch(how, ["-m", "grpo_env.cli", "train", str(recipe)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("done: 2 steps") == 1  # only rank 0 reports
+    assert proc.stdout.count("done: 3 steps") == 1  # only rank 0 reports
     assert ("fsdp: rank 0 of 2 holds" in proc.stderr) == (launch == "fsdp")
     for r in range(2):
         assert (f"deepspeed: zero stage 1, rank {r} of 2 holds" in proc.stderr) == (launch == "deepspeed")
     assert ("deepspeed: note: no effect here: train_batch_size" in proc.stderr) == (launch == "deepspeed")
     records = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2]
+    assert [r["step"] for r in records] == [1, 2, 3]
     assert all(r["sequences"] == 16 for r in records)
+    # every episode of both ranks is in the metrics, multi-turn ones among them
+    tasks = [json.loads(ln)["tasks"] for ln in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    episodes = [r.get("episodes_by_env", {}).get("games.guess", {"episodes": 0, "turns": 0}) for r in records]
+    assert [e["episodes"] for e in episodes] == [4 * t.count("games.guess") for t in tasks]
+    assert sum(e["episodes"] for e in episodes) > 0 and max(e["turns"] for e in episodes) > 1
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()
 
 

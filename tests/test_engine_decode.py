@@ -1,5 +1,6 @@
 """The decode loop against `transformers`' `generate`: same greedy tokens, same sampling distribution,
-min_new_tokens, early stop, padding after EOS, and the fallback for caches of another kind."""
+min_new_tokens, early stop, padding after EOS, and the fallback for caches of another kind; resuming a
+kept KV cache (an episode's next turn) against a prefill of the whole sequence."""
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from grpo_env.engine.decode import decode, preallocated_cache, sample_next
+from grpo_env.engine.decode import decode, preallocated_cache, resume, sample_next
 from grpo_env.engine.tiny import tiny_model, tiny_tokenizer
 
 PROMPTS = ["u:a\na:", "u:a much longer prompt\na:"]
@@ -113,3 +114,63 @@ def test_caches_of_another_kind_fall_back_to_generate():
     assert preallocated_cache(prefill, 2, 20) is None  # sliding-window layers: not ours to preallocate
     out = decode(model, ids, mask, 2, max_new_tokens=6, eos=[1], pad_id=0, temperature=0.0)
     assert torch.equal(out, _hf_greedy(model, ids, mask, 2, 6))
+
+
+def _fresh(model, seqs, T, eos):
+    """Greedy tokens and log-probs continuing each whole sequence, prefilled from scratch (left-padded)."""
+    L = max(len(s) for s in seqs)
+    ids = torch.tensor([[0] * (L - len(s)) + s for s in seqs])
+    mask = torch.tensor([[0] * (L - len(s)) + [1] * len(s) for s in seqs])
+    lp = []
+    out = decode(model, ids, mask, 1, max_new_tokens=T, eos=eos, pad_id=0, temperature=0.0, logprobs=lp)
+    return out, torch.stack(lp, 1)
+
+
+def _through_eos(row: torch.Tensor, eos: int) -> list[int]:
+    toks = row.tolist()
+    return toks[: toks.index(eos) + 1] if eos in toks else toks
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_resume_continues_kept_rows_as_a_prefill_of_their_whole_sequences_would(seed):
+    tok = tiny_tokenizer()
+    model = _sharp_model(tok, seed)
+    ids, mask = _prompts(tok)
+    G, T = 2, 6
+    eos = [int(decode(model, ids, mask, G, max_new_tokens=T, eos=[1], pad_id=0, temperature=0.0)[0, 2])]
+    kept = []  # with this EOS row 0 ends at its third token (its EOS in the cache), other rows run on or not
+    out = decode(model, ids, mask, G, max_new_tokens=T, eos=eos, pad_id=0, temperature=0.0, keep=kept)
+    prompts = [p[m.bool()].tolist() for p, m in zip(ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0))]
+    seqs = [p + _through_eos(o, eos[0]) for p, o in zip(prompts, out)]
+
+    # hop 1: a subset of rows, out of order, new tokens of different lengths, none at all for row 0
+    inc = [tok("u:ok\na:", add_special_tokens=False)["input_ids"], [], tok("x", add_special_tokens=False)["input_ids"]]
+    rows = [3, 0, 1]
+    seqs1 = [seqs[r] + x for r, x in zip(rows, inc)]
+    lp, kept1 = [], []
+    got = resume(model, kept[0], rows, seqs1, max_new_tokens=5, eos=eos, pad_id=0, temperature=0.0, logprobs=lp,
+                 keep=kept1)
+    want, want_lp = _fresh(model, seqs1, 5, eos)
+    assert torch.equal(got, want)
+    torch.testing.assert_close(torch.stack(lp, 1), want_lp, atol=1e-5, rtol=1e-5)
+    # the cache holds each row's sequence so far, no more: compacted, not grown by padding
+    assert kept1[0].mask.shape[1] <= max(map(len, seqs1)) + 5
+
+    # hop 2: from the resumed cache, again a subset
+    seqs2 = [seqs1[k] + _through_eos(got[k], eos[0]) + tok("u:y\na:", add_special_tokens=False)["input_ids"]
+             for k in (2, 0)]
+    lp2 = []
+    got2 = resume(model, kept1[0], [2, 0], seqs2, max_new_tokens=4, eos=eos, pad_id=0, temperature=0.0, logprobs=lp2)
+    want2, want_lp2 = _fresh(model, seqs2, 4, eos)
+    assert torch.equal(got2, want2)
+    torch.testing.assert_close(torch.stack(lp2, 1), want_lp2, atol=1e-5, rtol=1e-5)
+
+
+def test_resume_refuses_a_sequence_shorter_than_its_cache():
+    tok = tiny_tokenizer()
+    model = _sharp_model(tok, 0)
+    ids, mask = _prompts(tok)
+    kept = []
+    decode(model, ids, mask, 1, max_new_tokens=3, eos=[1], pad_id=0, temperature=0.0, keep=kept)
+    with pytest.raises(ValueError, match="its cache holds"):
+        resume(model, kept[0], [0], [[5, 6]], max_new_tokens=2, eos=[1], pad_id=0)

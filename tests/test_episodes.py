@@ -90,6 +90,26 @@ def test_multi_turn_logprobs_equal_sampling_time_and_mask_covers_model_tokens_on
         assert ro.model_mask[r].sum() == sum(len(t) for t in model_turns)
 
 
+def test_kv_cache_reuse_across_turns_changes_the_work_not_the_episodes(host):
+    """Later turns continue from the episode's KV cache, or prefill the whole episode again
+    (``episode_kv_cache = false``): the same seed gives the same episodes, token for token."""
+    tok = tiny_tokenizer(TOOL_CHARS)
+    model = chatty_model(tok)
+    exs = [example("tenv_talk"), example("tenv_talk", prompt="another one")]
+    out = {}
+    for reuse in (True, False):
+        cfg = TrainConfig(max_new_tokens=10, max_episode_tokens=200, group_size=4, episode_kv_cache=reuse)
+        torch.manual_seed(3)
+        out[reuse], _ = rollout.run(model, tok, exs, 4, cfg, host, return_logprobs=True)
+    a, b = out[True], out[False]
+    assert max(e["turns"] for e in a.episodes) >= 3
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.model_mask, b.model_mask)
+    assert a.texts == b.texts
+    untimed = [[{k: v for k, v in e.items() if k != "env_seconds"} for e in x.episodes] for x in (a, b)]
+    assert untimed[0] == untimed[1]
+    torch.testing.assert_close(a.sample_logprobs, b.sample_logprobs, atol=1e-5, rtol=1e-5)
+
+
 def test_a_batch_without_episodes_is_generate_unchanged(host):
     tok = tiny_tokenizer()
     model = tiny_model(len(tok))

@@ -59,6 +59,7 @@ class TrainConfig(BaseModel):
     # --- sampling
     max_new_tokens: int = Field(default=64, ge=1)  # completion length cap (longer: truncated); per turn in an episode
     max_episode_tokens: int = Field(default=512, ge=1)  # an episode's tokens after the prompt (model's and environment's)
+    episode_kv_cache: bool = True  # an episode's next turn continues from its KV cache (else its whole sequence is prefilled again)
     temperature: float = Field(default=1.0, ge=0)  # 0: greedy (every completion of a group is equal)
     top_p: float = Field(default=1.0, gt=0, le=1)  # nucleus sampling mass
     top_k: int = Field(default=0, ge=0)  # 0: off

@@ -6,11 +6,16 @@ at every token) and samples through a chain of logits processors; here each new 
 written in place, and the next token is drawn by one inverse-CDF lookup. Same distribution as
 ``generate`` with the same temperature / top-k / top-p (tested), not the same random stream.
 
+An episode's next turn continues from the cache its last turn left (:func:`resume`, given the
+:class:`KVState` that ``keep=`` collects): only the environment's new tokens are prefilled.
+
 Models whose cache is not a list of plain key/value layers (sliding-window or state-space layers)
 go through ``generate`` instead (:func:`decode` falls back by itself).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
@@ -101,6 +106,18 @@ def output_cache(out) -> Cache:
     return cache if cache is not None else out.past_key_values
 
 
+@dataclass
+class KVState:
+    """A decode's KV cache, kept so its rows can be continued later (an episode's next turn).
+
+    Row r holds, at the positions where ``mask[r]`` is 1 and in order, the keys and values of the
+    first ``mask[r].sum()`` tokens of its sequence: its prompt, then its sampled tokens through EOS.
+    Positions the row never used (left padding, tokens after its EOS) are 0 in ``mask``."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (B, heads, L, d)
+    mask: torch.Tensor  # (B, L)
+
+
 @torch.no_grad()
 def decode(
     model,
@@ -116,13 +133,13 @@ def decode(
     top_p: float = 1.0,
     min_new_tokens: int = 0,  # EOS is forbidden before this many tokens
     logprobs: list[torch.Tensor] | None = None,  # given a list: each step's (B,) sampled-token log-probs appended
+    keep: list[KVState] | None = None,  # given a list: the final KV cache appended (not on the fallback path)
 ) -> torch.Tensor:  # (N*G, T') completion tokens, pad after a row's EOS; T' <= max_new_tokens
     """Sample completions; stops early once every row has produced an EOS.
 
     ``logprobs`` receives log softmax(logits / temperature) of each sampled token (the distribution
     before top-k / top-p), the quantity the update recomputes."""
     base, head = _hidden_and_head(model)
-    kw = cache_kwarg(base)
     G, T = group_size, max_new_tokens
     N, P = prompt_ids.shape
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (N, P) positions skip left padding
@@ -133,10 +150,78 @@ def decode(
             raise ValueError("sampling-time log-probs need the preallocated-cache decode path")
         return _generate_fallback(model, prompt_ids, prompt_mask, G, T, eos, pad_id, temperature, top_k, top_p, min_new_tokens)
     hidden = out.last_hidden_state[:, -1].repeat_interleave(G, 0)  # (B, H) predicts the first token
-    B, dev = N * G, prompt_ids.device
-    mask = torch.ones(B, P + T, dtype=prompt_mask.dtype, device=dev)  # (B, P + T)
+    mask = torch.ones(N * G, P + T, dtype=prompt_mask.dtype, device=prompt_ids.device)  # (B, P + T)
     mask[:, :P] = prompt_mask.repeat_interleave(G, 0)
     next_pos = pos[:, -1:].repeat_interleave(G, 0) + 1  # (B, 1)
+    return _sample(base, head, hidden, cache, mask, P, next_pos, T, eos, pad_id, temperature, top_k, top_p,
+                   min_new_tokens, logprobs, keep)
+
+
+@torch.no_grad()
+def resume(
+    model,
+    state: KVState,  # a kept cache (``decode(..., keep=)`` or ``resume(..., keep=)``)
+    rows: list[int],  # which of its rows go on, in output order
+    seqs: list[list[int]],  # each such row's whole sequence: the tokens its cache holds, then new ones
+    *,
+    max_new_tokens: int,
+    eos: list[int],
+    pad_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    logprobs: list[torch.Tensor] | None = None,
+    keep: list[KVState] | None = None,
+) -> torch.Tensor:  # (len(rows), T') completion tokens, as from decode
+    """Continue kept rows: only the tokens their cache does not hold yet (an episode's last EOS and the
+    environment's increment) are run, on top of the cache, then sampling goes on as in :func:`decode`.
+
+    The kept positions of each row are gathered right-aligned (a row's unused positions dropped, the
+    cache no longer than its longest row), the new tokens follow left-padded, and every position's
+    index is its token's index in the row's sequence: the same positions a prefill of the whole
+    sequence gives, so the recomputed log-probs match (tested)."""
+    base, head = _hidden_and_head(model)
+    dev = state.mask.device
+    idx = torch.tensor(rows, dtype=torch.long, device=dev)
+    mask = state.mask[idx].clone()  # (B, L)
+    held = mask.sum(1).tolist()
+    for r, (h, s) in enumerate(zip(held, seqs)):
+        if h > len(s):
+            raise ValueError(f"row {rows[r]}: its cache holds {h} tokens, its sequence has {len(s)}")
+        if h == len(s):  # nothing new: the last token runs again, its hidden state starts the turn
+            mask[r, int(mask[r].nonzero()[-1])] = 0
+            held[r] -= 1
+    B, L, C = len(rows), mask.shape[1], max(held)
+    order = torch.sort(mask, dim=1, stable=True).indices[:, L - C :]  # (B, C) unused positions first, then held in order
+    new = [s[h:] for s, h in zip(seqs, held)]
+    K, T = max(len(x) for x in new), max_new_tokens
+    full = torch.ones(B, C + K + T, dtype=mask.dtype, device=dev)  # (B, C + K + T)
+    full[:, :C] = mask.gather(1, order)
+    chunk = torch.full((B, K), pad_id, dtype=torch.long, device=dev)  # (B, K) new tokens, left-padded
+    for r, x in enumerate(new):
+        full[r, C : C + K - len(x)] = 0
+        chunk[r, K - len(x) :] = torch.tensor(x, dtype=torch.long)
+    pos = (full.cumsum(-1) - 1).clamp(min=0)  # (B, C + K + T) a token's index in its sequence
+    cache = Cache(layers=[
+        PreallocatedLayer(*(t[idx].gather(2, order[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3]))
+                            for t in (k, v)), C + K + T)
+        for k, v in state.layers
+    ])
+    kw = cache_kwarg(base)
+    out = base(input_ids=chunk, attention_mask=full[:, : C + K], position_ids=pos[:, C : C + K], use_cache=True,
+               **{kw: cache})
+    hidden = out.last_hidden_state[:, -1]  # (B, H) predicts the first new token
+    return _sample(base, head, hidden, cache, full, C + K, pos[:, C + K - 1 : C + K] + 1, T, eos, pad_id,
+                   temperature, top_k, top_p, 0, logprobs, keep)
+
+
+def _sample(base, head, hidden, cache, mask, start, next_pos, T, eos, pad_id, temperature, top_k, top_p,
+            min_new_tokens, logprobs, keep) -> torch.Tensor:
+    """The token-by-token loop shared by :func:`decode` and :func:`resume`: ``hidden`` (B, H) predicts
+    the first token, ``cache`` holds ``start`` positions, ``mask`` (B, start + T) and ``next_pos``
+    (B, 1) place the new tokens."""
+    kw = cache_kwarg(base)
+    B, dev = hidden.shape[0], hidden.device
     eos_t = torch.tensor(eos, device=dev)
     tokens = torch.full((B, T), pad_id, dtype=torch.long, device=dev)  # (B, T)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -159,9 +244,14 @@ def decode(
         if t == T - 1 or ((t + 1) % check_every == 0 and bool(done.all())):
             break
         # 3. one decoder step for the new token, writing its keys and values in place
-        out = base(input_ids=tok[:, None], attention_mask=mask[:, : P + t + 1], position_ids=next_pos + t,
+        out = base(input_ids=tok[:, None], attention_mask=mask[:, : start + t + 1], position_ids=next_pos + t,
                    use_cache=True, **{kw: cache})
         hidden = out.last_hidden_state[:, -1]  # (B, H)
+    if keep is not None:  # the cache holds tokens 0 .. t-1; those after a row's EOS are padding
+        is_eos = torch.isin(tokens[:, :t], eos_t).int()  # (B, t)
+        used = (is_eos.cumsum(-1) - is_eos) == 0  # (B, t) up to and including the first EOS
+        keep.append(KVState([(layer.keys, layer.values) for layer in cache.layers],
+                            torch.cat([mask[:, :start], used.to(mask.dtype)], 1)))
     return tokens[:, : t + 1]
 
 

@@ -9,7 +9,9 @@ module returns ``generate``'s rollout untouched. Each episode row then loops:
 2. the observations become the *increment*, the chat template's text between the model's end-of-turn
    token and its next turn (:func:`grpo_env.engine.chat.increment`), tokenised once;
 3. every unfinished episode samples its next turn in one batched decode, from exactly its ids so far:
-   prompt, its own sampled ids (never decoded and re-encoded) and the increments.
+   prompt, its own sampled ids (never decoded and re-encoded) and the increments. The decode goes on
+   from the KV cache the episode's last turn left (:func:`~grpo_env.engine.decode.resume`), so only
+   the increment is prefilled; ``episode_kv_cache = false`` prefills the whole episode each turn.
 
 An episode also ends at its environment's turn limit, when a turn runs out of tokens (no end-of-turn
 token: ``truncated``) and when the next turn would pass ``max_episode_tokens``. The rollout's
@@ -26,7 +28,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from grpo_env.engine import chat
-from grpo_env.engine.decode import decode
+from grpo_env.engine.decode import KVState, decode, resume
 from grpo_env.engine.sampling import Rollout, _products, eos_ids, generate, prefill_of, render_prompt
 from grpo_env.types import Example, Message, Scored
 
@@ -81,10 +83,12 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
     temperature = cfg.temperature if temperature is None else temperature
     sample = dict(temperature=temperature, top_p=cfg.top_p, top_k=cfg.top_k)
     texts = [render_prompt(e, tokenizer, cfg.chat_template, cfg.system_prompt) for e in examples]
+    episodic = host is not None and any(host.is_episode(e) for e in examples)
+    keep = [] if episodic and cfg.episode_kv_cache else None  # turn 1's KV cache, for the next turns
     ro = generate(model, tokenizer, texts, group_size, max_new_tokens=cfg.max_new_tokens,
-                  return_logprobs=return_logprobs, **sample)
+                  return_logprobs=return_logprobs, keep=keep, **sample)
     rows_ex = [e for e in examples for _ in range(group_size)]
-    if host is None or not any(host.is_episode(e) for e in examples):
+    if not episodic:
         return ro, None
 
     B = len(rows_ex)
@@ -103,6 +107,8 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
     active = [r for r in range(B) if host.is_episode(rows_ex[r])]
     eos = eos_ids(tokenizer, model)
     budget = cfg.max_episode_tokens
+    kv = keep[0] if keep else None  # the KV cache of the last decode, and the episode row of each of its rows
+    kv_rows = list(range(B))
 
     while active:
         # 1. turns that ran out of tokens end their episodes; the rest go to their environments
@@ -136,8 +142,11 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
             break
         # 3. one batched decode of every unfinished episode's next turn, from its exact ids
         room = [min(cfg.max_new_tokens, budget - len(ids[r])) for r in going]
-        new, new_lp = _decode_turn(model, tokenizer, [prompts[r] + ids[r] for r in going], max(room), eos,
-                                   return_logprobs, sample)
+        at = {r: k for k, r in enumerate(kv_rows)}
+        new, new_lp, kv = _decode_turn(model, tokenizer, [prompts[r] + ids[r] for r in going], max(room), eos,
+                                       return_logprobs, sample, kv, [at[r] for r in going] if kv else None,
+                                       cfg.episode_kv_cache)
+        kv_rows = going
         for k, r in enumerate(going):
             toks = new[k][: room[k]]
             ended = next((i for i, t in enumerate(toks) if t in eos), None)
@@ -164,20 +173,29 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
 
 @torch.no_grad()
 def _decode_turn(model, tokenizer, seqs: list[list[int]], max_new: int, eos: list[int], return_logprobs: bool,
-                 sample: dict) -> tuple[list[list[int]], list[list[float]]]:
-    """One batched decode continuing each sequence (left-padded); new ids and log-probs per row."""
+                 sample: dict, kv: KVState | None, kv_rows: list[int] | None,
+                 reuse: bool) -> tuple[list[list[int]], list[list[float]], KVState | None]:
+    """One batched decode continuing each sequence; new ids and log-probs per row, and (``reuse``) the
+    KV cache for the next turn. With ``kv`` (rows ``kv_rows`` of the last decode's cache) only the
+    tokens it does not hold are prefilled; without, each whole sequence is (left-padded)."""
     device = next(model.parameters()).device
-    L, pad = max(len(s) for s in seqs), tokenizer.pad_token_id
-    ids = torch.tensor([[pad] * (L - len(s)) + s for s in seqs], device=device)
-    mask = torch.tensor([[0] * (L - len(s)) + [1] * len(s) for s in seqs], device=device)
+    pad = tokenizer.pad_token_id
     logprobs: list[torch.Tensor] | None = [] if return_logprobs else None
+    keep: list[KVState] | None = [] if reuse else None
+    args = dict(max_new_tokens=max_new, eos=eos, pad_id=pad, logprobs=logprobs, keep=keep, **sample)
     was_training = model.training
     model.eval()
     with _products(model):
-        out = decode(model, ids, mask, 1, max_new_tokens=max_new, eos=eos, pad_id=pad, logprobs=logprobs, **sample)
+        if kv is not None:
+            out = resume(model, kv, kv_rows, seqs, **args)
+        else:
+            L = max(len(s) for s in seqs)
+            ids = torch.tensor([[pad] * (L - len(s)) + s for s in seqs], device=device)
+            mask = torch.tensor([[0] * (L - len(s)) + [1] * len(s) for s in seqs], device=device)
+            out = decode(model, ids, mask, 1, **args)
     model.train(was_training)
     lp = torch.stack(logprobs, 1).tolist() if logprobs else [[0.0] * out.shape[1]] * out.shape[0]
-    return out.tolist(), lp
+    return out.tolist(), lp, (keep[0] if keep else None)
 
 
 def _assemble(ro: Rollout, ids, mm, lps, truncated, tokenizer, stats, with_logprobs: bool) -> Rollout:

@@ -132,6 +132,7 @@ def generate(
     min_new_tokens: int | None = None,
     share_prefix: bool = True,
     return_logprobs: bool = False,
+    keep: list | None = None,
 ) -> Rollout:
     """G completions for each prompt (B = prompts * G rows), decoded by :func:`decode`.
 
@@ -139,6 +140,8 @@ def generate(
     prompt costs 1/G of a plain batched prefill; the completions are the same either way.
     ``min_new_tokens`` (default: the model's ``generation_config``) forbids EOS before that length.
     ``return_logprobs`` keeps each sampled token's log-prob (``Rollout.sample_logprobs``).
+    ``keep``, a list, receives the final KV cache (:class:`~grpo_env.engine.decode.KVState`) for an
+    episode's next turn.
     """
     device = next(model.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -155,7 +158,7 @@ def generate(
         completions = decode(
             model, prompt_ids, prompt_mask, group_size if share_prefix else 1, max_new_tokens=max_new_tokens,
             eos=eos, pad_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, top_k=top_k,
-            min_new_tokens=min_new_tokens, logprobs=logprobs,
+            min_new_tokens=min_new_tokens, logprobs=logprobs, keep=keep,
         )  # (B, T')
     model.train(was_training)
     if share_prefix:
