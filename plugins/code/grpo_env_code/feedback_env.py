@@ -115,7 +115,7 @@ class FeedbackEpisode(Episode):
         visible, hidden = split_tests(list(gold["tests"]))
         self.visible = example.model_copy(update={"gold": {**gold, "tests": visible}})
         self.hidden = example.model_copy(update={"gold": {**gold, "tests": hidden}})
-        self.attempts = int(gold.get("attempts", DEFAULT_ATTEMPTS))
+        self.attempts = attempts_of(example)
         self.penalty = float(gold.get("attempt_penalty", 0.0))
         self.used = 0
         self.last = ""  # the last submission

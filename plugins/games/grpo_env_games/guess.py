@@ -30,6 +30,7 @@ from grpo_env.types import Example, Message, Outcome
 
 NAME = "games.guess"
 TURN_CAP = 16  # the environment's turn limit; the ``max_turns`` option ends episodes sooner
+HIGH, TURNS = 8, 4  # the defaults of the ``high`` and ``max_turns`` options
 MAX_DIGITS = 12  # a longer run of digits is not a guess (and is never converted)
 MAX_NUMBERS = 16  # runs of digits read per turn; a turn with more is no guess
 DIGITS = re.compile(r"[0-9]+")  # one character class, greedy: each character is read once, no backtracking
@@ -42,8 +43,8 @@ PROMPT = ("I am thinking of a whole number from 1 to {high}. Find it: reply with
 class GuessOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    high: int = Field(8, ge=2, le=1_000_000, description="the secret is a whole number from 1 to high")
-    max_turns: int = Field(4, ge=1, le=TURN_CAP, description="guesses per episode")
+    high: int = Field(HIGH, ge=2, le=1_000_000, description="the secret is a whole number from 1 to high")
+    max_turns: int = Field(TURNS, ge=1, le=TURN_CAP, description="guesses per episode")
     count: int = Field(1000, ge=1, le=1_000_000, description="episodes per split")
 
 
@@ -55,14 +56,14 @@ def _stream(split: str, seed: int) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def guess_example(ex_id: str, secret: int, high: int = 8, turns: int = 4) -> Example:
+def guess_example(ex_id: str, secret: int, high: int = HIGH, turns: int = TURNS) -> Example:
     prompt = [Message(role="user", content=PROMPT.format(high=high, turns=turns))]
     return Example(id=ex_id, prompt=prompt, gold={"secret": secret, "high": high, "max_turns": turns})
 
 
 def examples(split: str, seed: int, options: dict[str, Any]) -> Iterator[Example]:
     rng = _stream(split, seed)
-    high, turns = options.get("high", 8), options.get("max_turns", 4)
+    high, turns = options.get("high", HIGH), options.get("max_turns", TURNS)
     for i in range(options.get("count", 1000)):
         yield guess_example(f"{NAME}-{split}-{seed}-{i}", rng.randint(1, high), high, turns)
 
@@ -88,8 +89,8 @@ class GuessEpisode(Episode):
     def __init__(self, example: Example):
         super().__init__(example)
         self.secret = int(example.gold["secret"])
-        self.high = int(example.gold.get("high", 8))
-        self.turns = int(example.gold.get("max_turns", 4))
+        self.high = int(example.gold.get("high", HIGH))
+        self.turns = turn_limit(example)
         self.guesses: list[int | None] = []
 
     def step(self, turn: Turn) -> Step:
@@ -121,7 +122,8 @@ def make_episode(example: Example) -> Episode:
 
 
 def turn_limit(example: Example) -> int:
-    return int(example.gold.get("max_turns", 4))
+    """An episode's guesses: its ``max_turns`` option."""
+    return int(example.gold.get("max_turns", TURNS))
 
 
 def fixtures() -> list[EpisodeFixture]:
