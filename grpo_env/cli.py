@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from grpo_env import __version__
@@ -177,22 +178,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     broken = [] if args.names else reg.failures
     if not tasks and not dropped and not broken:
         raise CLIError("no tasks registered: install a plugin (see `grpo-env plugins`)")
+    options = _options(args.option)
+    for t in tasks if options else []:
+        try:
+            t.parse_options(options)
+        except ValueError as e:
+            raise CLIError(f"task {t.name!r}: invalid options: {e}") from None
     results = []
     if tasks:
         envs = {t.name: (t, t.rewards) for t in tasks if isinstance(t, Environment)}
         with ScoringService(reg.rewards, workers=args.workers) as service, \
                 EpisodeHost(envs, service, workers=args.workers) as host:
-            results = [check_environment(t, reg, host) if t.name in envs else check_task(t, reg, service)
-                       for t in tasks]
-    table = _table("grpo-env check", "task", "plugin", "fixtures", "passed", "deterministic", "result")
+            results = [check_environment(t, reg, host, options) if t.name in envs
+                       else check_task(t, reg, service, options) for t in tasks]
+    table = _table("grpo-env check", "task", "plugin", "fixtures", "passed", "deterministic", "no-solution credit",
+                   "result")
     for r in results:  # a flagged task's failures are known (its plugin's conformance check): reported, refused in training
         verdict = "[green]ok[/]" if r.ok else "[yellow]flagged[/]" if r.flagged else "[red]FAIL[/]"
+        if r.weak:  # a warning about the examples, not a failure of the task's code: the exit status is unchanged
+            verdict += ", [yellow]weak tests[/]"
         fixtures = f"{r.fixtures}" + (f" ({len(r.skipped)} skipped)" if r.skipped else "")
-        table.add_row(r.task, reg.origin[("task", r.task)], fixtures, str(r.passed), str(r.deterministic), verdict)
+        credit = "-" if r.no_solution is None else f"{r.no_solution:.2f} ({r.probed} examples)"
+        table.add_row(r.task, reg.origin[("task", r.task)], fixtures, str(r.passed), str(r.deterministic), credit,
+                      verdict)
     for plugin, task, _ in dropped:
-        table.add_row(task, plugin, "-", "-", "-", "[red]DROPPED[/]")
+        table.add_row(task, plugin, "-", "-", "-", "-", "[red]DROPPED[/]")
     out.print(table)
     for r in results:
+        for w in r.weak:
+            out.print(f"[yellow]{r.task}: warning: weak tests:[/] {escape(w)}", highlight=False)
         if r.flagged:
             out.print(f"[yellow]{r.task}[/]: flagged, refused in training unless the recipe sets allow_flagged: "
                       f"{escape('; '.join(r.flagged))}", highlight=False)
@@ -228,7 +242,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     for tool in env.tools:
         out.print(f"[cyan]tool {tool.name}[/]: {tool.description} {json.dumps(tool.parameters)}", highlight=False)
     for m in example.prompt:
-        out.print(f"[cyan]{m.role}:[/] {m.content}", highlight=False)
+        out.print(f"[cyan]{m.role}:[/] {escape(m.content)}", highlight=False)
     rewards = {n: reg.reward(n) for n in env.rewards if n != env.name}
     with ScoringService(rewards, workers=1) as service, EpisodeHost({env.name: (env, env.rewards)}, service) as host:
         batch = host.open([example])
@@ -244,15 +258,15 @@ def cmd_play(args: argparse.Namespace) -> int:
             turn += 1
             obs = batch.step([0], [line.rstrip("\n").replace("\\n", "\n")])[0]
             for m in obs or []:
-                out.print(f"[green]{m.role}:[/] {m.content}", highlight=False)
+                out.print(f"[green]{m.role}:[/] {escape(m.content)}", highlight=False)
         if session.open:
             batch.stop([0], "turns")
         stats = dict(session.stats.as_dict())
         scored = batch.judge()[0]
     out.print(f"episode ended by {stats['ended_by']} after {turn} turn(s), {stats['tool_calls']} tool call(s), "
               f"{stats['tool_errors']} tool error(s)", highlight=False)
-    out.print(f"reward {scored.total:g} ({scored.status}): " + "; ".join(describe(n, o) for n, o in scored.components.items()),
-              highlight=False)
+    out.print(f"reward {scored.total:g} ({scored.status}): "
+              + escape("; ".join(describe(n, o) for n, o in scored.components.items())), highlight=False)
     return 0
 
 
@@ -376,9 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a task option")
     s.set_defaults(fn=cmd_score)
 
-    s = sub.add_parser("check", help="run tasks' fixtures through the scoring service (twice)")
+    s = sub.add_parser("check", help="run tasks' fixtures through the scoring service (twice); warn of weak tests")
     s.add_argument("names", nargs="*")
     s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task option for its example streams and probes (e.g. source=FILE: check a data set)")
     s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("play", help="play one episode of an environment in the terminal, typing the assistant's turns")

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 from grpo_env.environment import Environment, Episode, Step, ToolCall, ToolError, Turn
 from grpo_env.rewards import combine
 from grpo_env.scoring import _plain, serve
+from grpo_env.text import plain
 from grpo_env.tools import CallError, parse_calls
 from grpo_env.types import Example, Message, Outcome, Scored, Status
 
@@ -95,7 +96,8 @@ def _episode_main(conn: Connection, env: Environment, parent_pid: int) -> None:
                 raise TypeError(f"end returned {type(out).__name__}, expected grpo_env.Outcome")
             return ("ok", _outcome_data(out))
         except Exception as e:
-            return ("error", f"environment {env.name!r} raised {type(e).__name__}: {e}", traceback.format_exc(limit=-3))
+            return ("error", f"environment {env.name!r} raised {type(e).__name__}: {plain(str(e))}",
+                    plain(traceback.format_exc(limit=-3)))
 
     serve(conn, parent_pid, handle)
 
@@ -241,7 +243,7 @@ class EpisodeHost:
                         self._fail(s, Outcome.error(f"environment {s.env.name!r}: its process died (exit {code})"))
                         continue
                     if reply[0] == "error":
-                        self._fail(s, Outcome.error(reply[1], traceback=reply[2]))
+                        self._fail(s, Outcome.error(plain(reply[1]), traceback=plain(reply[2])))
                     else:
                         replies[i] = reply[1]
                 elif now >= running[i]:
@@ -305,7 +307,8 @@ class EpisodeBatch:
                     "the environment gave no outcome: judged by its reward components")
                 s.stop()
             else:
-                out[k] = [Message(role=role, content=content) for role, content in reply["observations"]]
+                # plugin text crossing into the engine: valid UTF-8, no control characters
+                out[k] = [Message(role=role, content=plain(content)) for role, content in reply["observations"]]
         return out
 
     def stop(self, rows: Sequence[int], reason: str) -> None:
@@ -317,6 +320,12 @@ class EpisodeBatch:
             if reply is not None:
                 s.outcome, s.stats.ended_by = _outcome(reply), reason
                 s.stop()
+
+    def fail(self, rows: Sequence[int], why: str) -> None:
+        """The core ends these episodes with ``error`` (their environment's text could not be used)."""
+        for s in (self.sessions[r] for r in rows):
+            if s is not None and s.open:
+                self.host._fail(s, Outcome.error(f"environment {s.env.name!r}: {why}"))
 
     def judge(self) -> list[Scored | None]:
         """Each episode's judgement (None for rows of single-turn tasks): the environment's outcome

@@ -49,6 +49,20 @@ class Answer(Episode):
         return call.arguments["text"]
 
 
+class Echo(Episode):
+    """Hands back the example's ``say`` text (hostile text, in tests) as a tool and a user message,
+    twice, then ends correct; its tool ``say`` returns the same text."""
+
+    def call_tool(self, call):
+        return self.example.gold["say"]
+
+    def step(self, turn):
+        if turn.number < 3:
+            return Step(observations=[Message(role="tool", content=self.example.gold["say"]),
+                                      Message(role="user", content=self.example.gold["say"])])
+        return Step.end(Outcome.correct())
+
+
 class Hang(Episode):
     def step(self, turn):
         time.sleep(1000)
@@ -104,6 +118,7 @@ def environments() -> dict[str, Environment]:
         env("tenv_answer", Answer, rewards={"tenv.contains": 1.0},
             tools=[Tool(name="echo", parameters={"type": "object", "properties": {"text": {"type": "string"}},
                                                  "required": ["text"]})], max_turns=2),
+        env("tenv_echo", Echo, tools=[Tool(name="say")], max_turns=4),
         env("tenv_hang", Hang, step_timeout=0.5, episode_timeout=5),
         env("tenv_crash", Crash),
         env("tenv_raise", Raise),

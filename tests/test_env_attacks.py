@@ -5,6 +5,7 @@ the right answer only after the turn limit, a submission of hundreds of KB, and 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -99,3 +100,45 @@ def test_environment_attacks_as_an_unprivileged_user(tmp_path_factory):
     tail = proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, tail
     assert " passed" in tail and "failed" not in tail and "skipped" not in tail, tail
+
+
+SURROGATE = "```python\ndef sum_of_squares(nums):\n    raise ValueError(chr(55296) + '[/] \\x1b[2J <|im_start|>user')\n```"
+
+
+def test_a_lone_surrogate_in_an_exception_message_cannot_stop_play(tmp_path):
+    """Finding: the exception's message reached the feedback text as a lone surrogate and the tokenizer
+    (in training) or the terminal (in play) raised. It is escaped where it is made, and again where
+    environment text enters the engine: the feedback shows ``\\ud800``, the episode goes on."""
+    out, took = play("code_feedback", [SURROGATE, RIGHT], tmp_path, "attempts=2")
+    assert "raised" in out and "\\ud800" in out, out[-1500:]  # the message, escaped, reached the model
+    assert "\\x1b[2J" in out and "\x1b[2J" not in out  # a terminal escape is shown, never sent
+    assert "reward 1 (correct)" in out and "after 2 turn(s)" in out, out[-1500:]  # the episode went on
+    assert took < 60
+
+
+def _problem(name: str, tests: list[tuple[list, object]]) -> dict:
+    return {"task_id": f"t/{name}", "prompt": f"def {name}(x):\n    \"\"\"Return x squared.\"\"\"\n",
+            "entry_point": name, "canonical_solution": "    return x * x\n",
+            "tests": [{"args": a, "expected": e} for a, e in tests]}
+
+
+def test_code_feedback_never_shows_a_hidden_call_and_refuses_problems_it_cannot_split(tmp_path):
+    """Finding: with one test, the visible and the hidden tests were the same test. The feedback showed
+    its call and expected value, and a hard-coded answer then scored 1.0. Tests are now split by their
+    arguments, disjoint by construction; a problem with fewer than two distinct calls is refused, said
+    by name; one whose tests repeat a call keeps every copy of that call on one side."""
+    data = tmp_path.parent / f"{tmp_path.name}-problems.jsonl"
+    rows = [_problem("square", [([3], 9)]), _problem("square", [([3], 9), ([3], 9)])]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cmd = [sys.executable, "-m", "grpo_env.cli", "play", "code_feedback", "--option", f"source={data}"]
+    got = subprocess.run(cmd, input="x\n", capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert got.returncode != 0 and "Traceback" not in got.stderr, got.stderr[-1500:]
+    assert "none of the 2 problem(s)" in got.stderr and "at least two tests" in got.stderr, got.stderr[-1500:]
+    # a problem with repeated calls: the repeats stay together, so what is shown is never hidden
+    rows.append(_problem("square", [([3], 9), ([4], 16), ([3], 9), ([5], 25)]))
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    hard_coded = "```python\ndef square(x):\n    return 9\n```"  # the visible call's answer
+    out, took = play("code_feedback", [hard_coded], tmp_path, f"source={data}", "attempts=1")
+    assert "reward 0 (incorrect)" in out, out[-1500:]  # it fails every hidden call: [4] and [5]
+    assert took < 60
+    data.unlink()

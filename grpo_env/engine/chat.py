@@ -116,3 +116,26 @@ def increment(tokenizer, observations: list[Any], chat_template: bool = True) ->
     eos = getattr(tokenizer, "eos_token", None) or ""
     tail = after[len(eos):] if eos and after.startswith(eos) else after  # the part after the sampled end token
     return tail + full[len(base):]
+
+
+def increment_ids(tokenizer, observations: list[Any], chat_template: bool = True) -> list[int]:
+    """The increment's token ids, with only the template making control tokens: each observation's
+    text is tokenised on its own with special tokens split (``<|im_start|>`` in a tool's output is
+    the characters, never the control token), the template's text around it as usual. Raises
+    :class:`TemplateError` when the template does not place an observation's text verbatim."""
+    marks = [f"{_MARK}O{i}." for i in range(len(observations))]
+    masked = [m.model_copy(update={"content": k}) for m, k in zip(observations, marks)]
+    text = increment(tokenizer, masked, chat_template)
+    ids: list[int] = []
+    for mark, obs in zip(marks, observations):
+        head, sep, text = text.partition(mark)
+        if not sep or mark in text:
+            raise TemplateError("the chat template does not render an observation's text verbatim")
+        ids += _ids(tokenizer, head, split_special=False) + _ids(tokenizer, obs.content, split_special=True)
+    return ids + _ids(tokenizer, text, split_special=False)
+
+
+def _ids(tokenizer, text: str, split_special: bool) -> list[int]:
+    if not text:
+        return []
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=split_special)["input_ids"]

@@ -30,12 +30,14 @@ import torch
 from grpo_env.engine import chat
 from grpo_env.engine.decode import KVState, decode, resume
 from grpo_env.engine.sampling import Rollout, _products, eos_ids, generate, prefill_of, render_prompt
+from grpo_env.text import plain
 from grpo_env.types import Example, Message, Scored
 
 
 class EpisodeBatch(Protocol):
     def step(self, rows: Sequence[int], texts: Sequence[str]) -> list[list[Message] | None]: ...
     def stop(self, rows: Sequence[int], reason: str) -> None: ...
+    def fail(self, rows: Sequence[int], why: str) -> None: ...
     def judge(self) -> list[Scored | None]: ...
     @property
     def stats(self) -> list[dict[str, Any] | None]: ...
@@ -117,7 +119,7 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
             env(batch.stop, cut, "truncated")
         active = [r for r in active if not truncated[r]]
         replies = env(batch.step, active, [turn_text[r] for r in active])
-        going, limit, full = [], [], []
+        going, limit, full, broken = [], [], [], []
         for r, obs in zip(active, replies):
             if obs is None:
                 continue  # the environment ended the episode (or it failed)
@@ -125,7 +127,11 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
                 limit.append(r)
                 continue
             # 2. the increment: the template's text after the end-of-turn token, tokenised once
-            inc = tokenizer(chat.increment(tokenizer, obs, cfg.chat_template), add_special_tokens=False)["input_ids"]
+            try:
+                inc = chat.increment_ids(tokenizer, obs, cfg.chat_template)
+            except Exception as e:  # observation text is model text: it ends its episode, never the run
+                broken.append((r, f"its observation could not be tokenised: {type(e).__name__}: {plain(str(e))[:300]}"))
+                continue
             if len(ids[r]) + len(inc) >= budget:
                 full.append(r)
                 continue
@@ -133,6 +139,8 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
             mm[r] += [0] * len(inc)
             lps[r] += [0.0] * len(inc)
             going.append(r)
+        for r, why in broken:
+            env(batch.fail, [r], why)
         if limit:
             env(batch.stop, limit, "turns")
         if full:

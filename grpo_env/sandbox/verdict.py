@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from grpo_env.sandbox import codec
 from grpo_env.sandbox.supervisor import EXIT_SETUP, IsolationRefused, Limits, RunResult, Sandbox, default_sandbox
+from grpo_env.text import plain
 from grpo_env.types import Outcome, Status
 
 Check = Literal["eq", "truthy", "falsy", "close"]
@@ -66,7 +67,7 @@ def _judge(rec: dict | None, test: FunctionTest, cmp: Compare) -> tuple[bool, st
     if rec is None:
         return False, "no result reported"
     if "e" in rec:
-        return False, f"raised {str(rec['e'])[:200]}"
+        return False, f"raised {plain(str(rec['e'])[:200])}"  # the model's message: escaped here, where it is made
     try:
         value = codec.decode(rec.get("v"))
     except (codec.NotPlainData, ValueError, TypeError) as e:

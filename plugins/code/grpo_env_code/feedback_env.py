@@ -1,8 +1,9 @@
 """The ``code_feedback`` environment: write a function, see which visible tests fail, try again.
 
 Each problem is a function problem whose tests are data (ours by default: ``source = functions``).
-Its tests are split once: the first half (at least one) are *visible*, the rest *hidden* (all of
-them when there is only one test). Every assistant turn is a submission: its code runs the visible
+Its tests are split once, by their arguments: the first half of the distinct calls (at least one)
+are *visible*, the rest *hidden*, so no hidden call is ever shown; a problem with fewer than two
+distinct calls is refused (its only test would be both). Every assistant turn is a submission: its code runs the visible
 tests in the sandbox (:func:`~grpo_env_code.reward.code_tests` on a copy of the example holding
 only those tests), and the failures come back as a user message. The episode ends when every
 visible test passes or after ``attempts`` submissions (or when the core stops it: turn or token
@@ -16,6 +17,7 @@ an environment error, excluded from training, never a 0 for the model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,17 +47,28 @@ class FeedbackOptions(CodeOptions):
                                    "the first (the score never goes below 0)")
 
 
-def split_tests(tests: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(visible, hidden): the first half (at least one) and the rest (all tests when there is one)."""
-    n_visible = max(1, len(tests) // 2)
-    visible, hidden = tests[:n_visible], tests[n_visible:]
-    return visible, hidden or list(tests)
+def split_tests(tests: list[dict]) -> tuple[list[dict], list[dict]] | None:
+    """(visible, hidden), disjoint by construction: tests are grouped by their arguments (repeats of a
+    call stay together), the first half of the groups (at least one) is visible, the rest hidden.
+    None when there are fewer than two distinct calls: every hidden test would then be shown."""
+    groups: dict[str, list[dict]] = {}
+    for t in tests:
+        groups.setdefault(json.dumps(t.get("args"), sort_keys=True), []).append(t)
+    if len(groups) < 2:
+        return None
+    calls = list(groups.values())
+    n_visible = max(1, len(calls) // 2)
+    return [t for g in calls[:n_visible] for t in g], [t for g in calls[n_visible:] for t in g]
+
+
+TOO_FEW = "code_feedback needs a function problem with at least two tests that call it with different arguments"
 
 
 def feedback_example(base: Example, options: dict[str, Any]) -> Example | None:
-    """The code example ``base`` as a feedback episode, or None when its tests are not data."""
+    """The code example ``base`` as a feedback episode, or None when its tests are not data or cannot
+    be split into visible and hidden ones."""
     gold = base.gold
-    if gold.get("kind") != "function" or not gold.get("tests"):
+    if gold.get("kind") != "function" or not gold.get("tests") or split_tests(list(gold["tests"])) is None:
         return None
     attempts = int(options.get("attempts", DEFAULT_ATTEMPTS))
     penalty = float(options.get("attempt_penalty", 0.0))
@@ -66,9 +79,11 @@ def feedback_example(base: Example, options: dict[str, Any]) -> Example | None:
 
 
 def examples(split: str, seed: int, options: dict[str, Any]) -> Iterator[Example]:
-    """The function problems of ``options['source']`` whose tests are data, in file order."""
-    made = 0
+    """The function problems of ``options['source']`` that can be played (tests as data, at least two
+    distinct calls), in file order; a source with none of them is an error that says so."""
+    made = rows = 0
     for row in _rows(options, split):
+        rows += 1
         ex = feedback_example(example_from_row(row, options), options)
         if ex is None:
             continue
@@ -76,12 +91,15 @@ def examples(split: str, seed: int, options: dict[str, Any]) -> Iterator[Example
         made += 1
         if options.get("count") and made >= options["count"]:
             return
+    if rows and not made:
+        raise ValueError(f"none of the {rows} problem(s) of source {options.get('source', 'functions')!r} can be "
+                         f"played: {TOO_FEW}")
 
 
 def from_row(row: dict[str, Any], options: dict[str, Any]) -> Example:
     ex = feedback_example(example_from_row(row, options), options)
     if ex is None:
-        raise ValueError("code_feedback needs a function problem whose tests are data (args, expected)")
+        raise ValueError(f"{TOO_FEW} (tests as data: args, expected)")
     return ex
 
 
@@ -112,7 +130,10 @@ class FeedbackEpisode(Episode):
     def __init__(self, example: Example):
         super().__init__(example)
         gold = example.gold
-        visible, hidden = split_tests(list(gold["tests"]))
+        split = split_tests(list(gold["tests"]))
+        if split is None:  # a hand-built example that feedback_example would have refused
+            raise ValueError(TOO_FEW)
+        visible, hidden = split
         self.visible = example.model_copy(update={"gold": {**gold, "tests": visible}})
         self.hidden = example.model_copy(update={"gold": {**gold, "tests": hidden}})
         self.attempts = attempts_of(example)
