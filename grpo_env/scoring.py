@@ -9,6 +9,12 @@ come back in input order, and a reward's result does not depend on which worker 
 No signals are used for deadlines (the supervisor waits on pipes with a timeout), so the service
 works from any thread; one lock serialises batches.
 
+A service belongs to the process that made it. A forked child inherits a copy whose pipes lead to
+the parent's workers: using that copy raises an error naming the owner, and closing or collecting
+it leaves the parent's workers alone; the child makes a service of its own. Every request carries
+an id unique for the service and its reply must echo it: a reply to any other request is an
+``error`` and the worker is replaced, so a reply is never credited to an item it does not answer.
+
 Workers are forked when the service starts (and when one is replaced), so they see every reward
 registered at that time, including plugins registered in-process by tests.
 """
@@ -26,7 +32,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from grpo_env.rewards import call_reward, combine
 from grpo_env.types import Example, Outcome, Reward, Scored, Status
@@ -43,6 +49,17 @@ def _die_with_parent(parent_pid: int) -> None:
         pass
     if os.getppid() != parent_pid:  # the parent died before the request above: nobody will signal us
         os._exit(0)
+
+
+def _forget_parents_processes() -> None:
+    """In a child made by a bare ``os.fork``, multiprocessing still lists the parent's processes as
+    the child's own, and at the child's exit would SIGTERM the daemonic ones: the parent's scoring
+    workers (and episode processes). None of them is the child's: forget them, as multiprocessing
+    does in each child it starts itself."""
+    mp.process._children.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parents_processes)
 
 
 def _plain(details: dict) -> dict:
@@ -70,11 +87,17 @@ def serve(conn: Connection, parent_pid: int, handle: Callable[[Any], Any]) -> No
 
 def _worker_main(conn: Connection, rewards: Mapping[str, Reward], parent_pid: int) -> None:
     def score(msg: tuple) -> tuple:
-        idx, name, example, completion = msg
+        request, name, example, completion = msg
         out = call_reward(rewards[name], completion, example)
-        return idx, out.score, out.status.value, _plain(out.details)
+        return request, out.score, out.status.value, _plain(out.details)  # the reply echoes its request's id
 
     serve(conn, parent_pid, score)
+
+
+class _Job(NamedTuple):
+    index: int  # the item's place in its batch
+    request: int  # the request's id, unique for the service; its reply must carry it
+    deadline: float  # on the monotonic clock
 
 
 class _Worker:
@@ -83,7 +106,7 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child, rewards, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
-        self.job: tuple[int, float] | None = None  # (item index, deadline on the monotonic clock)
+        self.job: _Job | None = None
         self.reward = ""  # the reward it is running
         self.deadline_s = 0.0
 
@@ -113,8 +136,10 @@ class ScoringService:
         self.window = window or 4 * workers  # results held waiting for an earlier one, at most
         self.counts: Counter[str] = Counter()  # per-status counts over the service's life
         self.replaced = 0  # workers killed (deadline) or found dead, and replaced
+        self.pid = os.getpid()  # the owner: only this process may use or stop the workers
         self._ctx = mp.get_context("fork")
         self._lock = threading.Lock()
+        self._requests = itertools.count()  # request ids, never reused by this service
         # Workers are forked from one long-lived thread: the kernel's parent-death signal fires when
         # the *thread* that forked a child exits, so forking from a caller's short-lived thread
         # would kill its workers with it.
@@ -130,6 +155,10 @@ class ScoringService:
 
     def score_iter(self, items: Iterable[Item]) -> Iterator[Outcome]:
         """Score a stream of items lazily, yielding outcomes in input order."""
+        if os.getpid() != self.pid:  # checked before the lock, which a forked child may inherit held
+            raise RuntimeError(
+                f"this scoring service belongs to process {self.pid}; process {os.getpid()} (a forked child) "
+                "must make its own: the workers and pipes it inherited are the owner's")
         with self._lock:
             if self._closed:
                 raise RuntimeError("the scoring service is closed")
@@ -157,6 +186,8 @@ class ScoringService:
         if self._closed:
             return
         self._closed = True
+        if os.getpid() != self.pid:  # an inherited copy: the workers and the spawner thread are the owner's
+            return
         for w in self._workers:
             w.stop()
         self._spawner.shutdown()
@@ -178,7 +209,7 @@ class ScoringService:
     def _run(self, items: Iterator[tuple[str, Example, str]]) -> Iterator[Outcome]:
         done: dict[int, Outcome] = {}
         next_out = 0  # index of the next outcome to yield
-        counter = itertools.count()
+        counter = itertools.count()  # the items' places in this batch (request ids are the service's)
         exhausted = False
         while True:
             # hand items to idle workers, keeping the out-of-order window bounded
@@ -205,21 +236,21 @@ class ScoringService:
                     return
                 continue
             # wait for a result or the nearest deadline
-            timeout = max(0.0, min(w.job[1] for w in busy) - time.monotonic())
+            timeout = max(0.0, min(w.job.deadline for w in busy) - time.monotonic())
             ready = wait([w.conn for w in busy], timeout=timeout)
             now = time.monotonic()
             for w in busy:
                 if w.conn in ready:
                     self._receive(w, done)
-                elif now >= w.job[1]:
-                    idx = w.job[0]
-                    done[idx] = Outcome.of(Status.TIMEOUT, 0.0, deadline_s=round(w.deadline_s, 3))
+                elif now >= w.job.deadline:
+                    done[w.job.index] = Outcome.of(Status.TIMEOUT, 0.0, deadline_s=round(w.deadline_s, 3))
                     self._replace(w)
 
     def _send(self, w: _Worker, idx: int, name: str, example: Example, completion: str) -> None:
+        request = next(self._requests)
         for attempt in (0, 1):
             try:
-                w.conn.send((idx, name, example, completion))
+                w.conn.send((request, name, example, completion))
                 break
             except (OSError, ValueError):  # the worker died while idle: replace it and retry once
                 if attempt:
@@ -227,20 +258,29 @@ class ScoringService:
                 w = self._replace(w)
         w.reward = name
         w.deadline_s = self.rewards[name].timeout + self.grace
-        w.job = (idx, time.monotonic() + w.deadline_s)
+        w.job = _Job(idx, request, time.monotonic() + w.deadline_s)
 
     def _receive(self, w: _Worker, done: dict[int, Outcome]) -> None:
-        idx = w.job[0]
+        idx, request, _ = w.job
         try:
-            _, score, status, details = w.conn.recv()
-            done[idx] = Outcome(score=score, status=Status(status), details=details)
-            w.job = None
+            reply = w.conn.recv()
         except (EOFError, OSError):
             w.proc.join(timeout=1)
             code = w.proc.exitcode
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             done[idx] = Outcome.error(f"scoring worker died running reward {w.reward!r} ({how})", reward=w.reward)
             self._replace(w)
+            return
+        if not (isinstance(reply, tuple) and len(reply) == 4 and reply[0] == request):
+            # a reply to some other request (a second user of this pipe, a stale answer): not this item's
+            answered = repr(reply[0] if isinstance(reply, tuple) and reply else type(reply).__name__)[:80]
+            done[idx] = Outcome.error(f"scoring worker answered request {answered} while running request {request} "
+                                      f"(reward {w.reward!r}): reply discarded, worker replaced", reward=w.reward)
+            self._replace(w)
+            return
+        _, score, status, details = reply
+        done[idx] = Outcome(score=score, status=Status(status), details=details)
+        w.job = None
 
     def _new_worker(self) -> _Worker:
         return self._spawner.submit(_Worker, self._ctx, self.rewards).result()

@@ -106,7 +106,7 @@ def test_environment_walkthrough_installs_checks_plays_and_trains_verbatim(tmp_p
     assert rec["step"] == 1 and rec["episodes_by_env"]["capitals"]["episodes"] == 16
 
 
-THREAT_MODELS = ["code.md", "math.md", "environments.md"]
+THREAT_MODELS = ["code.md", "math.md", "environments.md", "integrations.md", "reasoning_gym.md"]
 SHORT = {"S": "tests/test_sandbox.py", "A": "tests/test_sandbox_attacks.py", "C": "tests/test_code_tasks.py"}
 
 

@@ -42,8 +42,18 @@ ALIASES = {
 WORKERS_ENV = "GRPO_ENV_VERL_WORKERS"  # scoring processes per verl reward process (default 2)
 
 COUNTS: Counter[str] = Counter()  # judgements by status in this process
-_service = None
+_service = None  # this process's scoring service (a forked child's is its own, never the parent's)
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child drops the parent's service (its workers answer the parent; the copy, closed
+    or collected, leaves them alone) and the lock, which another thread may have held at the fork."""
+    global _service, _lock
+    _service, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def task_of(data_source: str) -> Task:
@@ -57,7 +67,7 @@ def _service_for_all_rewards():
     """One scoring service per process, over every registered reward, closed at exit."""
     global _service
     with _lock:
-        if _service is None:
+        if _service is None or _service.pid != os.getpid():  # none yet, or inherited by a fork
             from grpo_env.plugins import get_registry
             from grpo_env.scoring import ScoringService
 
