@@ -1,7 +1,7 @@
 """grpo-env: GRPO training of language models on verifiable tasks provided by plugins."""
 
 from grpo_env.hookspecs import hookimpl
-from grpo_env.types import Example, Fixture, Message, Outcome, Reward, Scored, Status, Task
+from grpo_env.types import Example, Fixture, Message, Monitor, Outcome, Reward, Scored, Status, Task
 
 __version__ = "0.1.0"
 
@@ -9,6 +9,7 @@ __all__ = [
     "Example",
     "Fixture",
     "Message",
+    "Monitor",
     "Outcome",
     "Reward",
     "Scored",

@@ -6,6 +6,14 @@ identical outcomes, and its example streams are deterministic for a (split, seed
 why in full: an ``error`` outcome brings its message and traceback (as lines, not escaped), since
 "(error)" alone sends the author hunting. A fixture aimed at an optional component that is absent
 (its plugin is not installed) is skipped, not failed.
+
+A task may also offer ``probes(example) -> [(label, completion)]``: completions that solve nothing
+(the code tasks' constant functions, ``grpo_env_code.probes``). They are scored like any completion,
+through the scoring service, on the first ``PROBE_SAMPLE`` examples of each split, and the task is
+reported as having *weak tests* when what they earn passes a bound (``WEAK_MEAN``, ``WEAK_EXAMPLE``).
+That is a warning, not a failure: the reward and its sandbox are right, the examples are what is
+weak (often a public data set the user cannot change), and the remedy is in the recipe (stricter
+scoring such as ``all_or_nothing``) or in the data (more tests).
 """
 
 from __future__ import annotations
@@ -18,9 +26,16 @@ from grpo_env.environment import Environment, EpisodeFixture
 from grpo_env.episodes import EpisodeHost, play
 from grpo_env.plugins import Registry
 from grpo_env.scoring import ScoringService
-from grpo_env.types import Fixture, Outcome, Scored, Status, Task
+from grpo_env.types import Example, Fixture, Outcome, Scored, Status, Task
 
 SAMPLE = 8  # examples drawn per split for the determinism check
+PROBE_SAMPLE = 64  # examples per split that a task's probes are scored on
+# Weak tests, measured with the best probe for each example (a policy can learn which constant
+# suits which problem: "is_..." -> True). GRPO compares completions of one prompt with each other.
+WEAK_EXAMPLE = 0.5  # more than half of full marks for no solution on one example: in a group where
+#                     nobody solves it, the constant scores highest and is what gets reinforced
+WEAK_MEAN = 0.2  # more than a fifth of full marks on average over the sample: the set pays, across
+#                  the board, for answering only the edge cases (empty input, 0, False) a suite holds
 
 
 @dataclass
@@ -32,6 +47,9 @@ class TaskCheck:
     deterministic: bool = True
     problems: list[str] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)  # the task's own flags: known, refused in training
+    probed: int = 0  # examples its probes were scored on (0: it offers none)
+    no_solution: float | None = None  # mean over them of the best probe's share of full marks
+    weak: list[str] = field(default_factory=list)  # weak-tests warnings (they do not make it fail)
 
     @property
     def ok(self) -> bool:
@@ -91,15 +109,15 @@ def judge(fixture: Fixture | EpisodeFixture, scored: Scored, task: Task, registr
     return None
 
 
-def _stream_sample(task: Task, split: str, seed: int) -> list[str]:
-    opts = task.parse_options({})
+def _stream_sample(task: Task, split: str, seed: int, options: dict | None = None) -> list[str]:
+    opts = task.parse_options(options or {})
     return [ex.model_dump_json() for ex in itertools.islice(task.examples(split, seed, opts), SAMPLE)]
 
 
-def _check_streams(task: Task, result: TaskCheck) -> None:
+def _check_streams(task: Task, result: TaskCheck, options: dict | None = None) -> None:
     for split in task.splits:
         try:
-            if _stream_sample(task, split, 0) != _stream_sample(task, split, 0):
+            if _stream_sample(task, split, 0, options) != _stream_sample(task, split, 0, options):
                 result.deterministic = False
                 result.problems.append(f"examples({split!r}, seed=0) differ between two calls")
         except Exception as e:
@@ -120,7 +138,8 @@ def _fixtures(task: Task, result: TaskCheck, none: str) -> list | None:
     return fixtures
 
 
-def check_environment(env: Environment, registry: Registry, host: EpisodeHost) -> TaskCheck:
+def check_environment(env: Environment, registry: Registry, host: EpisodeHost,
+                      options: dict | None = None) -> TaskCheck:
     """An environment's scripted episodes, each played twice through the real episode processes:
     the declared judgement, tool-error count and turns played, and identical runs."""
     result = TaskCheck(task=env.name)
@@ -145,11 +164,58 @@ def check_environment(env: Environment, registry: Registry, host: EpisodeHost) -
         if not same:
             result.deterministic = False
             result.problems.append(f"fixture {i} ({label}): two runs differ")
-    _check_streams(env, result)
+    _check_streams(env, result, options)
     return result
 
 
-def check_task(task: Task, registry: Registry, service: ScoringService) -> TaskCheck:
+def _check_probes(task: Task, registry: Registry, service: ScoringService, result: TaskCheck,
+                  options: dict | None) -> None:
+    """Score the task's probes (completions that solve nothing) on a sample of its examples, with
+    its first reward (the one that decides accuracy), and record weak tests as warnings."""
+    probes = task.probes
+    if probes is None:
+        return
+    name = next(iter(task.rewards))
+    top = registry.rewards[name].max_score if name in registry.rewards else 1.0
+    try:
+        opts = task.parse_options(options or {})
+        sample: dict[str, Example] = {}  # by id: a file that is both splits yields each problem twice
+        for split in task.splits:
+            for ex in itertools.islice(task.examples(split, 0, opts), PROBE_SAMPLE):
+                sample.setdefault(ex.id, ex.model_copy(update={"task": task.name}))
+        examples = list(sample.values())
+        items = [(i, label, (name, ex, completion)) for i, ex in enumerate(examples)
+                 for label, completion in probes(ex)]
+    except Exception as e:
+        result.problems.append(f"probes could not be built: {type(e).__name__}: {e}")
+        return
+    outcomes = service.score([item for _, _, item in items])
+    best: dict[int, tuple[float, str]] = {}  # example -> its best probe's share of full marks, and the probe
+    for (i, label, _), o in zip(items, outcomes):
+        if o.status.excluded or not math.isfinite(o.score) or top <= 0:
+            continue  # no signal (the sandbox failed): counted neither way
+        share = o.score / top
+        if share > best.get(i, (-1.0, ""))[0]:
+            best[i] = (share, label)
+    if not best:
+        return
+    result.probed = len(best)
+    result.no_solution = sum(share for share, _ in best.values()) / len(best)
+    weak = sorted(((share, examples[i].id, label) for i, (share, label) in best.items() if share > WEAK_EXAMPLE),
+                  key=lambda w: -w[0])
+    if result.no_solution > WEAK_MEAN:
+        result.weak.append(f"submissions that solve nothing (its probes, the best one for each example) earn "
+                           f"{result.no_solution:.2f} of full marks on average over {len(best)} examples "
+                           f"(bound {WEAK_MEAN}): score all-or-nothing, or add tests")
+    if weak:
+        shown = ", ".join(f"{ex_id} ({label}: {share:.2f})" for share, ex_id, label in weak[:10])
+        more = f" and {len(weak) - 10} more" if len(weak) > 10 else ""
+        result.weak.append(f"{len(weak)} of {len(best)} examples pay more than {WEAK_EXAMPLE} of full marks to a "
+                           f"submission that solves nothing: {shown}{more}")
+
+
+def check_task(task: Task, registry: Registry, service: ScoringService, options: dict | None = None) -> TaskCheck:
+    """``options``: the task options its example streams and probes use (its fixtures carry their own)."""
     result = TaskCheck(task=task.name)
     try:
         result.flagged = task.flagged() if task.flagged else []
@@ -179,5 +245,6 @@ def check_task(task: Task, registry: Registry, service: ScoringService) -> TaskC
         if a.model_dump_json() != b.model_dump_json():
             result.deterministic = False
             result.problems.append(f"fixture {i}: two runs differ")
-    _check_streams(task, result)
+    _check_streams(task, result, options)
+    _check_probes(task, registry, service, result, options)
     return result

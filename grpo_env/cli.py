@@ -49,8 +49,8 @@ def _options(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _table(title: str, *columns: str) -> Table:
     table = Table(title=title)
-    for col in columns:
-        table.add_column(col, overflow="fold")  # names are never cut to an ellipsis
+    for i, col in enumerate(columns):  # names are never cut to an ellipsis, and the first column's not wrapped
+        table.add_column(col, overflow="fold", no_wrap=i == 0)
     return table
 
 
@@ -191,18 +191,19 @@ def cmd_check(args: argparse.Namespace) -> int:
                 EpisodeHost(envs, service, workers=args.workers) as host:
             results = [check_environment(t, reg, host, options) if t.name in envs
                        else check_task(t, reg, service, options) for t in tasks]
-    table = _table("grpo-env check", "task", "plugin", "fixtures", "passed", "deterministic", "no-solution credit",
-                   "result")
+    probed = any(r.no_solution is not None for r in results)  # a column only when a task offers probes
+    table = _table("grpo-env check", "task", "plugin", "fixtures", "passed", "deterministic",
+                   *(["no-solution credit"] if probed else []), "result")
     for r in results:  # a flagged task's failures are known (its plugin's conformance check): reported, refused in training
         verdict = "[green]ok[/]" if r.ok else "[yellow]flagged[/]" if r.flagged else "[red]FAIL[/]"
         if r.weak:  # a warning about the examples, not a failure of the task's code: the exit status is unchanged
             verdict += ", [yellow]weak tests[/]"
         fixtures = f"{r.fixtures}" + (f" ({len(r.skipped)} skipped)" if r.skipped else "")
         credit = "-" if r.no_solution is None else f"{r.no_solution:.2f} ({r.probed} examples)"
-        table.add_row(r.task, reg.origin[("task", r.task)], fixtures, str(r.passed), str(r.deterministic), credit,
-                      verdict)
+        table.add_row(r.task, reg.origin[("task", r.task)], fixtures, str(r.passed), str(r.deterministic),
+                      *([credit] if probed else []), verdict)
     for plugin, task, _ in dropped:
-        table.add_row(task, plugin, "-", "-", "-", "-", "[red]DROPPED[/]")
+        table.add_row(task, plugin, "-", "-", "-", *(["-"] if probed else []), "[red]DROPPED[/]")
     out.print(table)
     for r in results:
         for w in r.weak:

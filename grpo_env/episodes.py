@@ -35,6 +35,7 @@ from grpo_env.tools import CallError, parse_calls
 from grpo_env.types import Example, Message, Outcome, Scored, Status
 
 MAX_OBSERVATION_CHARS = 8_000  # one observation message, cut beyond (the cut is said in the text)
+MAX_TOOL_OUTPUTS = 8  # tool results an episode keeps to tell whether its final answer copies one
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,10 +116,12 @@ class EpisodeStats:
     tool_errors: int = 0  # malformed calls, unknown tools, ToolError
     env_seconds: float = 0.0  # time its environment worked
     ended_by: str = ""  # "env" | "turns" | "tokens" | "truncated" | "timeout" | "error"
+    copied_tool_output: bool = False  # the final answer holds a tool's output verbatim (a monitor signal)
 
     def as_dict(self) -> dict[str, Any]:
         return {"turns": self.turns, "tool_calls": self.tool_calls, "tool_errors": self.tool_errors,
-                "env_seconds": round(self.env_seconds, 4), "ended_by": self.ended_by}
+                "env_seconds": round(self.env_seconds, 4), "ended_by": self.ended_by,
+                "copied_tool_output": self.copied_tool_output}
 
 
 @dataclass
@@ -130,6 +133,7 @@ class _Session:
     proc: Any = None
     outcome: Outcome | None = None  # set when the episode has ended
     last_text: str = ""
+    tool_outputs: list[str] = field(default_factory=list)  # the last few tool results, stripped
     stats: EpisodeStats = field(default_factory=EpisodeStats)
 
     @property
@@ -303,12 +307,15 @@ class EpisodeBatch:
             s.stats.tool_errors += reply["errors"]
             if reply["done"]:
                 s.stats.ended_by = "env"
+                s.stats.copied_tool_output = any(o in s.last_text for o in s.tool_outputs)
                 s.outcome = _outcome(reply["outcome"]) if reply["outcome"] is not None else Outcome.not_applicable(
                     "the environment gave no outcome: judged by its reward components")
                 s.stop()
             else:
                 # plugin text crossing into the engine: valid UTF-8, no control characters
                 out[k] = [Message(role=role, content=plain(content)) for role, content in reply["observations"]]
+                s.tool_outputs = (s.tool_outputs + [m.content.strip() for m in out[k]
+                                                    if m.role == "tool" and m.content.strip()])[-MAX_TOOL_OUTPUTS:]
         return out
 
     def stop(self, rows: Sequence[int], reason: str) -> None:

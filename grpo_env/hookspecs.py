@@ -20,3 +20,9 @@ def register_rewards(register):
 @hookspec
 def register_environments(register):
     """Register environments: call ``register(Environment(...))`` once per environment."""
+
+
+@hookspec
+def register_monitors(register):
+    """Register reward-hacking monitors: call ``register(Monitor(...))`` once per monitor. A monitor's
+    signals are logged and raise alarms; they never enter a reward."""

@@ -38,7 +38,7 @@ import pluggy
 
 from grpo_env import hookspecs
 from grpo_env.environment import Environment
-from grpo_env.types import Reward, Task
+from grpo_env.types import Monitor, Reward, Task
 
 ENTRY_POINT_GROUP = "grpo_env"
 ENV_ALLOW = "GRPO_ENV_PLUGINS"
@@ -73,6 +73,7 @@ class PluginInfo:
     tasks: list[str] = field(default_factory=list)
     rewards: list[str] = field(default_factory=list)
     environments: list[str] = field(default_factory=list)
+    monitors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Registry:
     rewards: dict[str, Reward]
     plugins: dict[str, PluginInfo]
     origin: dict[tuple[str, str], str]  # (kind, name) -> plugin name
+    monitors: dict[str, Monitor] = field(default_factory=dict)
 
     def _lookup(self, kind: str, table: dict[str, Any], name: str) -> Any:
         if name in table:
@@ -312,24 +314,30 @@ def _collect(hook_name: str, kind: type, infos: dict[str, PluginInfo]) -> dict[s
 
 
 def _build() -> Registry:
-    infos = {n: dataclasses.replace(i, tasks=[], rewards=[], environments=[], problems=[], dropped={}, warnings=[])
+    infos = {n: dataclasses.replace(i, tasks=[], rewards=[], environments=[], monitors=[], problems=[], dropped={},
+                                    warnings=[])
              for n, i in _infos.items()}
     found_rewards = _collect("register_rewards", Reward, infos)
     found_tasks = _collect("register_tasks", Task, infos)
     found_envs = _collect("register_environments", Environment, infos)
+    found_monitors = _collect("register_monitors", Monitor, infos)
     for plugin, items in found_tasks.items():
         infos[plugin].tasks = [t.name for t in items]
     for plugin, items in found_rewards.items():
         infos[plugin].rewards = [r.name for r in items]
     for plugin, items in found_envs.items():
         infos[plugin].environments = [e.name for e in items]
+    for plugin, items in found_monitors.items():
+        infos[plugin].monitors = [m.name for m in items]
     for plugin, items in found_envs.items():  # one table with tasks: a name is a task or an environment
         found_tasks.setdefault(plugin, []).extend(items)
 
     tasks: dict[str, Task] = {}
     rewards: dict[str, Reward] = {}
+    monitors: dict[str, Monitor] = {}
     origin: dict[tuple[str, str], str] = {}
-    for kind, found, table in (("reward", found_rewards, rewards), ("task", found_tasks, tasks)):
+    for kind, found, table in (("reward", found_rewards, rewards), ("task", found_tasks, tasks),
+                               ("monitor", found_monitors, monitors)):
         for plugin, items in found.items():
             if infos[plugin].status != "loaded":  # failed in the other hook: drop everything it gave
                 continue
@@ -352,7 +360,7 @@ def _build() -> Registry:
             del tasks[name]
         else:
             tasks[name] = kept
-    return Registry(tasks=tasks, rewards=rewards, plugins=infos, origin=origin)
+    return Registry(tasks=tasks, rewards=rewards, plugins=infos, origin=origin, monitors=monitors)
 
 
 def _resolve_components(task: Task, rewards: dict[str, Reward], info: PluginInfo,

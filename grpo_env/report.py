@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-PLOTS = ("reward", "components", "status", "length", "kl", "zero_spread", "time", "episodes", "episode_ends")
+PLOTS = ("reward", "components", "status", "length", "kl", "zero_spread", "time", "episodes", "episode_ends", "monitors")
 
 
 class ReportError(ValueError):
@@ -147,7 +147,39 @@ def make_plots(records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     figure("episode_ends", "episodes ended by a timeout or an environment error", "episodes",
            [(f"{env} {what.replace('env_', '')}", series(records, "episodes_by_env", env, what))
             for env in envs for what in ("env_timeouts", "env_errors")])
+    figure("monitors", "reward-hacking signals (docs/monitors.md)", "value",
+           [(label, series(records, "monitor", *path)) for label, path in monitor_series(records)])
     return written
+
+
+def monitor_series(records: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
+    """(label, path under ``monitor``) of every numeric signal the run logged, per task (and component)."""
+    seen: dict[tuple[str, ...], None] = {}
+    for r in records:
+        for task, sigs in (r.get("monitor") or {}).items():
+            for sig, v in sigs.items():
+                for comp in (v if isinstance(v, dict) else {None: v}):
+                    seen[(task, sig) if comp is None else (task, sig, comp)] = None
+    return [(" ".join(p), p) for p in seen]
+
+
+def alarms_section(records: list[dict[str, Any]]) -> list[str]:
+    """The monitor's alarms, first: each task and signal, the step it began, its worst value."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        for a in r.get("alarms") or []:
+            key = (a["task"], a["signal"])
+            seen = found.setdefault(key, {**a, "steps": 0, "worst": a["value"]})
+            seen["steps"] += 1
+            high = a["value"] >= a["threshold"]
+            seen["worst"] = max(seen["worst"], a["value"]) if high else min(seen["worst"], a["value"])
+    if not found:
+        return []
+    lines = ["## Alarms", "", "Reward-hacking signals past their thresholds (docs/monitors.md says what each means).", "",
+             "| task | signal | began at step | steps alarmed | worst value | threshold |", "|---|---|---|---|---|---|"]
+    for (task, signal), a in sorted(found.items(), key=lambda kv: kv[1]["first_step"]):
+        lines.append(f"| {task} | {signal} | {a['first_step']} | {a['steps']} | {a['worst']:g} | {a['threshold']:g} |")
+    return lines + [""]
 
 
 def _read_json(path: Path) -> Any:
@@ -188,6 +220,7 @@ def pass_at_k_section(run_dir: Path, evals: list[Path]) -> list[str]:
 def summary(run_dir: Path, records: list[dict[str, Any]], plots: list[Path]) -> str:
     recipe = _read_json(run_dir / "recipe.json") or {}
     lines = [f"# Run report: {recipe.get('name', run_dir.name)}", ""]
+    lines += alarms_section(records)
     last = records[-1]
     n = max(1, len(records) // 10)
     head = [_num(r.get("reward_mean")) for r in records[:n]]

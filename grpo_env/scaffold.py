@@ -16,7 +16,7 @@ from string import Template
 
 from grpo_env import __version__
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+NAME_RE = re.compile(r"[a-z][a-z0-9_]*")  # whole name only: fullmatch (a "$" would let "abc\n" through)
 
 
 class ScaffoldError(ValueError):
@@ -315,7 +315,7 @@ FILES = {
 def names(name: str) -> dict[str, str]:
     """The plugin's names: entry point and task ``name``, package ``grpo_env_name``, distribution
     ``grpo-env-name``."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise ScaffoldError(f"plugin name {name!r} is invalid: use lower-case letters, digits and '_', "
                             "starting with a letter (it names the task, the package and the entry point)")
     return {"name": name, "pkg": f"grpo_env_{name}", "dist": f"grpo-env-{name.replace('_', '-')}",

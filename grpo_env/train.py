@@ -19,6 +19,8 @@ from grpo_env.engine.distributed import DistributedError
 from grpo_env.engine.model import ModelError, load_model, load_tokenizer, resolve_device, save_model
 from grpo_env.engine.parallel import init_from_env
 from grpo_env.engine.sampling import prefill_of
+from grpo_env import monitors
+from grpo_env.engine.monitor import MonitorAlarm
 from grpo_env.engine.trainer import ScoreFn, TrainingDiverged, train
 from grpo_env.mixture import MixEntry, MixtureError, TaskMixture
 from grpo_env.recipe import Recipe, RecipeError, load_recipe
@@ -46,6 +48,16 @@ def mix_entries(recipe: Recipe, registry) -> list[MixEntry]:
             registry.reward(name)  # an unknown reward fails here, naming it, not mid-run
         entries.append(entry)
     return entries
+
+
+def monitor_rewards(recipe: Recipe, registry, entries: list[MixEntry]) -> dict:
+    """What the recipe's [monitor] scores besides the rewards (strict variants, plugin monitors); a
+    threshold for a signal no monitor has is an error, before the model loads."""
+    try:
+        monitors.check_thresholds(recipe.monitor, registry)
+    except ValueError as e:
+        raise RecipeError(str(e)) from None
+    return monitors.scoring_rewards(registry, entries, recipe.monitor)
 
 
 def reward_texts(examples: list[Example], completions: list[str]) -> list[str]:
@@ -123,6 +135,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         registry = get_registry()
         entries = mix_entries(recipe, registry)
         mix = TaskMixture(entries, seed=recipe.seed, split=recipe.train.split)
+        watched = monitor_rewards(recipe, registry, entries)  # strict variants and plugin monitors, for scoring
         out = run_dir(recipe)
         if not resume and checkpoint.latest(out / "checkpoints") is not None:
             raise FileExistsError(f"{out} already holds a run's checkpoints: continue it with --resume, or choose "
@@ -157,12 +170,24 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
         (out / "plugins.json").write_text(json.dumps(plugin_versions(registry, entries), indent=2))
     rewards = {name: registry.reward(name) for e in entries for name in e.components}
+    rewards.update(watched)
+    mon = recipe.monitor
+    prompts = monitors.CanarySource(mix, entries, mon.canary_share, recipe.seed) if mon.enabled and mon.canary_share else mix
     try:
         with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
             host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace)
-            run = train(model, tok, mix, make_score_fn(service, entries), recipe.train, out,
-                        ref_model=ref, resume=resume, save_model=save_model, dist=dist, env_host=host)
-    except (TrainingDiverged, FileExistsError) as e:
+            monitor = monitors.make_monitor(mon, registry, entries, service, dist, reward_texts)
+            try:
+                run = train(model, tok, prompts, monitors.canary_blind(make_score_fn(service, entries)), recipe.train,
+                            out, ref_model=ref, resume=resume, save_model=save_model, dist=dist, env_host=host,
+                            monitor=monitor)
+            finally:
+                monitor.close()
+    except (TrainingDiverged, FileExistsError, MonitorAlarm) as e:
+        if isinstance(e, MonitorAlarm) and dist.main:
+            from grpo_env.report import write_report
+
+            print(f"report: {write_report(out)}", file=sys.stderr)
         return _fail(str(e))
     if not dist.main:
         return 0

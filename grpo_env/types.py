@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\Z")  # \Z: "$" would let a trailing newline through
 
 
 def check_name(kind: str, name: str) -> str:
@@ -185,6 +185,8 @@ class Task(BaseModel):
     splits: tuple[str, ...] = ("train", "test")
     optional: tuple[str, ...] = ()  # components of `rewards` that may be absent (left out with a warning)
     flagged: Callable[[], list[str]] | None = None  # reasons its reward is known untrustworthy (a conformance check's)
+    canaries: Callable[[], list[Example]] | None = None  # impossible examples: any credit on one is a hack
+    probes: Callable[[Example], list[tuple[str, str]]] | None = None  # (label, completion)s that solve nothing: check reports what they earn
 
     @field_validator("name")
     @classmethod
@@ -254,6 +256,7 @@ class Reward(BaseModel):
     min_score: float | None = None  # None: not declared
     gold_keys: dict[str, str] = Field(default_factory=dict)
     statuses: tuple[Status, ...] = ()
+    strict: str | None = None  # a stricter registered reward (no fallback, more tests) that re-verifies a sample
 
     @field_validator("name")
     @classmethod
@@ -264,6 +267,50 @@ class Reward(BaseModel):
     def _range(self) -> "Reward":
         if self.min_score is not None and self.min_score > self.max_score:
             raise ValueError(f"reward {self.name!r}: min_score {self.min_score} exceeds max_score {self.max_score}")
+        return self
+
+
+EXTRACTION = "extraction"  # Outcome.details key: how the answer was found, "strict" or "fallback"
+
+
+class Monitor(BaseModel):
+    """A reward-hacking monitor: ``fn(completion, example) -> {signal: value}`` for one completion,
+    each value in [0, 1] (1: the sign is there). It watches; it never pays: its signals are logged
+    per step and task (a step's value is the mean over the task's completions) and raise alarms past
+    their ``thresholds``, and they never enter a reward (optimising against a monitor teaches the
+    policy to hide). Like a reward it runs in a scoring worker, under ``timeout``.
+
+    ``signals`` says what each signal means; ``thresholds`` (signal -> step mean) are the default
+    alarm levels, which a recipe's ``[monitor] thresholds`` overrides; ``rewards`` limits the monitor
+    to tasks that weigh one of these rewards (empty: every single-turn task).
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    fn: Callable[[str, Example], dict[str, float]]
+    signals: dict[str, str]
+    description: str = ""
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    rewards: tuple[str, ...] = ()
+    timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name("monitor", v)
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "Monitor":
+        for sig in self.signals:
+            if not NAME_RE.match(sig) or "." in sig:
+                raise ValueError(f"monitor {self.name!r}: signal name {sig!r} is invalid: lower-case letters, digits, '_'")
+        unknown = set(self.thresholds) - set(self.signals)
+        if unknown:
+            raise ValueError(f"monitor {self.name!r}: thresholds for unknown signals {sorted(unknown)}")
+        bad = {k: v for k, v in self.thresholds.items() if not (math.isfinite(v) and 0 <= v <= 1)}
+        if bad:
+            raise ValueError(f"monitor {self.name!r}: thresholds must be in [0, 1], got {bad}")
         return self
 
 

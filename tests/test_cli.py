@@ -111,6 +111,47 @@ def test_check_ok(plugin, capsys):
     assert "ok" in capsys.readouterr().out
 
 
+def _probes_of(name):
+    """Probes: completions that solve nothing, scored by `grpo-env check`."""
+    return lambda example: [(f"answer {n}", str(n)) for n in ((0, 4) if name == "cli_weak" else (7, 9))]
+
+
+class ProbedPlugin:
+    @hookimpl
+    def register_rewards(self, register):
+        register(Reward(name="cli.exact", fn=rt.exact))
+
+    @hookimpl
+    def register_tasks(self, register):
+        fixtures = [Fixture(example=EX, completion="4", expect=Status.CORRECT),
+                    Fixture(example=EX, completion="5", expect=Status.INCORRECT)]
+        for name in ("cli_weak", "cli_strong"):
+            register(Task(name=name, rewards={"cli.exact": 1.0}, examples=examples, fixtures=fixtures,
+                          probes=_probes_of(name)))
+
+
+def test_check_reports_weak_tests_as_a_warning_with_the_credit_probes_earn(register_plugin, capsys, monkeypatch):
+    """Answers 0 and 4 solve nothing, yet are right on the examples whose answer they happen to be
+    (i = 0 and i = 2 of each split): 4 of 6 examples pay full marks for them, 0.67 on average. That
+    is reported (the row, a warning naming the examples) and the exit status stays 0: the task's
+    code is right, its examples are weak. Probes that earn nothing leave the task plain `ok`."""
+    import grpo_env.cli
+
+    monkeypatch.setattr(grpo_env.cli.out, "width", 250)  # table cells unfolded
+    register_plugin(ProbedPlugin(), name="cliprobed")
+    assert main(["check", "cli_weak", "cli_strong"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    weak_row = text[text.index("cli_weak"):text.index("cli_strong")]
+    assert "0.67 (6 examples)" in weak_row and "weak tests" in weak_row
+    assert "cli_weak: warning: weak tests: submissions that solve nothing" in text and "earn 0.67 of full marks" in text
+    assert ("4 of 6 examples pay more than 0.5 of full marks to a submission that solves nothing: "
+            "train-0-0 (answer 0: 1.00), train-0-2 (answer 4: 1.00), test-0-0 (answer 0: 1.00), "
+            "test-0-2 (answer 4: 1.00)") in text
+    assert "0.00 (6 examples)" in text[text.index("cli_strong"):] and "cli_strong: warning" not in text
+    assert main(["check", "cli_weak", "--option", "x=1"]) == 2  # the task takes no options: said, not ignored
+    assert "task 'cli_weak': invalid options" in capsys.readouterr().err
+
+
 def test_unknown_arguments_and_missing_input(plugin, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["check", "--bogus"])

@@ -7,16 +7,19 @@ from __future__ import annotations
 import gzip
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from grpo_env_code import register_rewards, register_tasks
+from grpo_env_code.probes import probe_completions
 from grpo_env_code.problems import example_from_row
 from grpo_env_code.reward import code_tests
 from grpo_env_code.tasks import DATA_DIR
 
+from grpo_env.check import WEAK_EXAMPLE, WEAK_MEAN
 from grpo_env.sandbox import detect
 from grpo_env.scoring import ScoringService
 from grpo_env.testing import collect
@@ -97,8 +100,99 @@ def test_fraction_and_all_or_nothing_scores():
 @pytest.mark.slow
 def test_grpo_env_check_passes_for_code_tasks():
     proc = subprocess.run([sys.executable, "-m", "grpo_env.cli", "check", "code", "code_stdio"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the weak-tests report says what scoring each probe in the sandbox, here in-process, says
+    lines = proc.stdout.splitlines()
+    for name, kind in (("code", "functions"), ("code_stdio", "stdio")):
+        mean, weak = no_solution_credit(TASKS[name])
+        row = next(line for line in lines if f" {name} " in line)
+        assert f"{mean:.2f} ({len(_rows(kind))} examples)" in row, row
+        assert ("weak tests" in row) == (mean > WEAK_MEAN or bool(weak)), row
+        warnings = [line for line in lines if line.startswith(f"{name}: warning: weak tests: ")]
+        assert len(warnings) == (mean > WEAK_MEAN) + bool(weak), warnings
+        if mean > WEAK_MEAN:
+            assert f"earn {mean:.2f} of full marks on average over {len(_rows(kind))} examples" in warnings[0]
+        if weak:
+            assert warnings[-1].startswith(f"{name}: warning: weak tests: {len(weak)} of {len(_rows(kind))} examples")
+            assert all(f"{ex_id} ({label}: {share:.2f})" in warnings[-1] for ex_id, label, share in weak), warnings
+
+
+def no_solution_credit(task, options=None) -> tuple[float, list[tuple[str, str, float]]]:
+    """Every probe of every example scored by code.tests directly (the real sandbox): the mean over
+    examples of the best probe's score, and the examples where it is above WEAK_EXAMPLE."""
+    opts = task.parse_options(options or {})
+    best = {}
+    for split in task.splits:
+        for ex in task.examples(split, 0, opts):
+            for label, completion in probe_completions(ex):
+                out = code_tests(completion, ex)
+                assert not out.status.excluded, (ex.id, label, out)
+                if out.score > best.get(ex.id, (-1.0, ""))[0]:
+                    best[ex.id] = (out.score, label)
+    weak = [(ex_id, label, share) for ex_id, (share, label) in best.items() if share > WEAK_EXAMPLE]
+    return sum(share for share, _ in best.values()) / len(best), weak
+
+
+def test_probes_are_constant_functions_and_input_echoes_that_solve_nothing():
+    row = next(r for r in _rows("functions") if r["entry_point"] == "is_prime")
+    ex = example_from_row(row, {})
+    labels = [label for label, _ in probe_completions(ex)]
+    assert labels == ["return True", "return False", "return 0", "return 1", "return None", "return []",
+                      'return ""', "return {}", "echo the first argument"]
+    scores = {label: code_tests(c, ex).score for label, c in probe_completions(ex)}
+    assert scores["return False"] == pytest.approx(4 / 7)  # 2, 3, 97, 7919 are prime; 0, 1, 100 are not
+    assert max(v for k, v in scores.items() if k != "return False") < 4 / 7
+    stdio = example_from_row(_rows("stdio")[0], {})
+    assert [label for label, _ in probe_completions(stdio)][-1] == "echo the input"
+    assert probe_completions(ex.model_copy(update={"gold": {"kind": "math"}})) == []
+
+
+WEAK_ROWS = [  # constants pass most of the first two suites; nothing that ignores its input passes the third
+    {"task_id": "weak/is_even", "prompt": "def is_even(n: int) -> bool:\n    \"\"\"True when n is even.\"\"\"\n",
+     "entry_point": "is_even", "canonical_solution": "    return n % 2 == 0\n",
+     "tests": [{"args": [2], "expected": True}, {"args": [4], "expected": True}, {"args": [10], "expected": True},
+               {"args": [7], "expected": False}]},
+    {"task_id": "weak/strip", "prompt": "def strip(s: str) -> str:\n    \"\"\"s without outer spaces.\"\"\"\n",
+     "entry_point": "strip", "canonical_solution": "    return s.strip()\n",
+     "tests": [{"args": ["a"], "expected": "a"}, {"args": ["b"], "expected": "b"}, {"args": ["c"], "expected": "c"},
+               {"args": [" d "], "expected": "d"}]},
+    {"task_id": "strong/add", "prompt": "def add(a: int, b: int) -> int:\n    \"\"\"a + b.\"\"\"\n",
+     "entry_point": "add", "canonical_solution": "    return a + b\n",
+     "tests": [{"args": [1, 2], "expected": 3}, {"args": [5, 5], "expected": 10}, {"args": [-3, 10], "expected": 7}]},
+]
+
+
+@pytest.mark.slow
+def test_grpo_env_check_flags_a_data_set_whose_tests_constant_functions_pass(tmp_path):
+    """`grpo-env check code --option source=FILE` probes that file's problems in the sandbox:
+    `return True` passes 3 of 4 tests of is_even, echoing the input 3 of 4 of strip; add gives
+    nothing to any probe. The mean is 0.50 and two examples are named: a warning, exit 0 (the
+    reward and the sandbox are right; the data is weak). Scored all-or-nothing, the same file is clean."""
+    data = tmp_path / "weak.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in WEAK_ROWS))
+    env = {**os.environ, "COLUMNS": "250"}
+
+    def check(*options):
+        args = [a for o in options for a in ("--option", o)]
+        return subprocess.run([sys.executable, "-m", "grpo_env.cli", "check", "code", *args], capture_output=True,
+                              text=True, timeout=300, env=env)
+
+    proc = check(f"source={data}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if " code " in line)
+    assert "0.50 (3 examples)" in row and "ok, weak tests" in row, row
+    text = " ".join(proc.stdout.split())
+    assert "code: warning: weak tests: submissions that solve nothing" in text and "earn 0.50 of full marks" in text
+    assert ("2 of 3 examples pay more than 0.5 of full marks to a submission that solves nothing: "
+            "weak/is_even (return True: 0.75), weak/strip (echo the first argument: 0.75)") in text, text
+    assert "strong/add" not in text
+    assert no_solution_credit(TASKS["code"], {"source": str(data)}) == (
+        0.5, [("weak/is_even", "return True", 0.75), ("weak/strip", "echo the first argument", 0.75)])
+    proc = check(f"source={data}", "all_or_nothing=true")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if " code " in line)
+    assert "0.00 (3 examples)" in row and "weak tests" not in proc.stdout, proc.stdout
 
 
 def _humaneval_rows(tmp_path: Path, n: int | None = None) -> Path:

@@ -52,12 +52,22 @@ def test_init_never_overwrites(tmp_path):
 @pytest.mark.parametrize(
     "name, needle",
     [("Bad-Name", "plugin name 'Bad-Name' is invalid"), ("a.b", "plugin name 'a.b' is invalid"),
+     ("abc\n", "plugin name 'abc\\n' is invalid"), ("a\nb", "plugin name 'a\\nb' is invalid"),
      pytest.param("math", "plugin 'math', task 'math' already exist", marks=pytest.mark.slow)],  # loads every plugin
 )
 def test_init_refuses_bad_or_taken_names(tmp_path, name, needle):
     r = cli("init", name, "--dir", str(tmp_path / "p"))
     assert r.returncode == 2 and needle in r.stderr, r.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_init_refuses_a_name_with_a_trailing_newline_and_writes_nothing(tmp_path):
+    """`$` in the old pattern matched before a final newline: `grpo-env init $'abc\\n'` wrote a
+    folder, package and entry point whose names end in a newline. Now the whole name must match."""
+    r = cli("init", "abc\n", cwd=tmp_path)  # the default folder, ./grpo-env-abc<newline>, is not made
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "plugin name 'abc\\n' is invalid" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -83,7 +83,10 @@ def test_scorer_floats_become_typed_outcomes(registry):
     assert (wrong.status, wrong.score) == (Status.INCORRECT, 0.0)
     assert rg_score(f"the answer is {gold}", ex).status is Status.UNPARSABLE
     geometry = first(registry, "advanced_geometry")
-    some = rg_score("<answer></answer>", geometry)  # its 0.01 credit for any answer
+    none = rg_score("<answer></answer>", geometry)  # upstream's 0.01 for any answer: exact match by default
+    assert (none.status, none.score, none.details["upstream_score"]) == (Status.INCORRECT, 0.0, 0.01)
+    opted = geometry.model_copy(update={"gold": {**geometry.gold, "options": {"partial_credit": True}}})
+    some = rg_score("<answer></answer>", opted)
     assert some.status is Status.PARTIAL and 0 < some.score < 1
     raised = rg_score("<answer>x</answer>", first(registry, RAISES))
     assert raised.status is Status.ERROR and f"dataset {RAISES!r} raised ValueError" in raised.details["error"]
@@ -162,17 +165,41 @@ def _doc_rows() -> dict[str, str]:
     return {line.split("`")[1].removeprefix("rg."): line for line in text.splitlines() if line.startswith("| `rg.")}
 
 
-def test_docs_table_matches_a_regeneration():
+def test_docs_table_matches_the_committed_record():
+    """The table is the committed record rendered, the record is current (made by the installed
+    reasoning-gym under the current rules) and covers every dataset; a sample is recomputed live."""
     rows = _doc_rows()
     names = conformance.datasets.dataset_names()
-    assert sorted(rows) == names, "rerun: python -m grpo_env_reasoning_gym.conformance --write docs/reasoning_gym.md"
+    rerun = "rerun: python -m grpo_env_reasoning_gym.conformance --write docs/reasoning_gym.md"
+    assert sorted(rows) == names, rerun
+    record = conformance.recorded()
+    assert sorted(record) == names, rerun
+    for name in names:
+        assert rows[name] == conformance.row(record[name]), name
     sample = [CLEAN, CREDITS_ANY, RAISES, NO_GOLD, "coin_flip", "circuit_logic", "arc_agi", "word_sorting"]
+    start = time.perf_counter()
     for name in sample:
-        assert rows[name] == conformance.row(conformance.verdict(name)), name
+        assert rows[name] == conformance.row(conformance.compute(name)), name
+    assert time.perf_counter() - start < 30
     assert "**yes**" in rows[CREDITS_ANY] and "**yes**" in rows[RAISES] and rows[CLEAN].endswith("| no |")
     from importlib.metadata import version
 
-    assert f"reasoning-gym {version('reasoning-gym')}: {len(names)} datasets" in DOC.read_text()
+    flagged = sum(v.flagged for v in record.values())
+    assert f"reasoning-gym {version('reasoning-gym')}: {len(names)} datasets, {flagged} flagged" in DOC.read_text()
+
+
+def test_flags_come_from_the_record_only_when_it_is_current(tmp_path, monkeypatch):
+    """A record made by another reasoning-gym version, or under other rules, is ignored: the
+    verdict is then computed from the installed scorers."""
+    data = json.loads(conformance.RECORD.read_text())
+    assert data["rules"] == conformance.rules() and conformance.recorded()
+    for stale in ({**data, "reasoning_gym": "0.0.1"}, {**data, "rules": {**data["rules"], "margin": 0.5}}):
+        path = tmp_path / "stale.json"
+        path.write_text(json.dumps(stale))
+        monkeypatch.setattr(conformance, "RECORD", path)
+        conformance.recorded.cache_clear()
+        assert conformance.recorded() == {}
+    conformance.recorded.cache_clear()
 
 
 @pytest.mark.slow

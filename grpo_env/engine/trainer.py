@@ -26,6 +26,7 @@ from grpo_env.engine import checkpoint, parallel, tblog
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
 from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
+from grpo_env.engine.monitor import StepMonitor
 from grpo_env.engine import rollout
 from grpo_env.engine.rollout import EpisodeHost
 from grpo_env.engine.sampling import Rollout, group_logprobs, token_logprobs
@@ -522,6 +523,7 @@ class Checkpoints:
     keep: int = 2
     tokenizer: Any = None
     save_model: Callable[[Any, Any, Path], None] | None = None
+    monitor: StepMonitor | None = None  # its baselines and alarms carry over a resume
 
     def resume(self, run: RunState) -> bool:
         """Every rank continues from the latest checkpoint, if there is one; returns whether there was."""
@@ -538,6 +540,8 @@ class Checkpoints:
         ranks = state.get("rng_ranks")  # one per rank (several processes); rank 0's alone in older checkpoints
         checkpoint.set_rng_state(ranks[dist.rank] if ranks and len(ranks) == dist.world else state["rng"])
         run.step, run.bad_steps = state["step"], state["bad_steps"]
+        if self.monitor is not None and "monitor" in state:
+            self.monitor.load_state_dict(state["monitor"])
         return True
 
     def save(self, run: RunState) -> None:
@@ -560,6 +564,7 @@ class Checkpoints:
             "prompts": self.prompts.state_dict(),
             "rng": rngs[0],
             **({"rng_ranks": rngs} if self.par.dist.active else {}),
+            **({"monitor": self.monitor.state_dict()} if self.monitor is not None else {}),
         }
         plain = self.par.plain_copy(weights)  # FSDP: an unsharded model holding the full weights
         writer = (lambda d: self.save_model(plain, self.tokenizer, d)) if self.save_model else None
@@ -579,6 +584,7 @@ def train(
     save_model: Callable[[Any, Any, Path], None] | None = None,
     dist: Dist = Dist(),
     env_host: EpisodeHost | None = None,
+    monitor: StepMonitor | None = None,
 ) -> RunState:
     """Train ``model`` for ``cfg.steps`` steps, logging to and checkpointing under ``out_dir``.
 
@@ -591,6 +597,8 @@ def train(
     starts here), trains the same way (``parallel.start`` picks the strategy); its checkpoints hold
     the full weights and optimiser state. With ``env_host``, examples of environments are played as
     multi-turn episodes (:mod:`rollout`); the loss covers the model's sampled tokens only.
+    With ``monitor``, each step's reward-hacking signals are logged under ``monitor`` (they never
+    enter a reward), and an alarm warns or stops the run (:mod:`grpo_env.engine.monitor`).
     """
     out_dir = Path(out_dir)
     ckpt_root = out_dir / "checkpoints"
@@ -604,7 +612,7 @@ def train(
         )
     opt, sched = make_optimizer(model, cfg)
     par = parallel.start(model, opt, sched, cfg, dist)  # DeepSpeed launch (zero.prepare): its engine takes over both
-    ckpts = Checkpoints(ckpt_root, par, opt, sched, prompts, cfg.keep_checkpoints, tokenizer, save_model)
+    ckpts = Checkpoints(ckpt_root, par, opt, sched, prompts, cfg.keep_checkpoints, tokenizer, save_model, monitor)
     run = RunState()
 
     # resume: weights, optimiser, scheduler, RNG and the prompt stream's position
@@ -625,6 +633,7 @@ def train(
             with par.gathered():  # FSDP: full weights while ranks generate for different lengths
                 batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer, dist, env_host)
             view = gather_view(batch, dist)  # the whole step's rewards, texts and lengths, on every rank
+            watching = monitor.begin(run.step + 1, view) if monitor else None  # plugin signals, strict re-scoring: in the background
             record: dict[str, Any] = {"step": run.step + 1, "lr": sched.get_last_lr()[0]}
             metrics: dict[str, Any] = {}
             ok = True
@@ -667,6 +676,9 @@ def train(
                     truncated_frac=view.truncated.float().mean().item(),
                 )
                 metrics.update(reward_metrics(view))
+                if monitor is not None:
+                    metrics.update(monitor.finish(run.step + 1, view, watching))
+                    timer["monitor"] = monitor.seconds
             else:
                 metrics.update(zero_spread_frac=1.0, skipped_reason="no group with reward spread")
 
@@ -698,10 +710,14 @@ def train(
             if run.bad_steps >= cfg.max_bad_steps:
                 raise TrainingDiverged(f"{run.bad_steps} steps in a row had a non-finite loss or gradient (step {run.step})")
 
-            # 6. checkpoint (atomic, written by rank 0; every rank adds its RNG state, FSDP and DeepSpeed their shards)
-            if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps:
+            # 6. checkpoint (atomic, written by rank 0; every rank adds its RNG state, FSDP and DeepSpeed their shards);
+            #    a monitor alarm with on_alarm = "stop" ends the run here, checkpointed
+            stopping = monitor is not None and monitor.stopping()
+            if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps or stopping:
                 ckpts.save(run)
                 dist.barrier()  # nobody runs ahead of (or exits before) a checkpoint
+            if stopping:
+                raise monitor.alarm()
     return run
 
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from grpo_env.data import load_rows
 from grpo_env.types import Example, Task
+from grpo_env_code.canaries import function_canaries, stdio_canaries
+from grpo_env_code.probes import probe_completions
 from grpo_env_code.problems import example_from_row
 
 DATA_DIR = Path(__file__).resolve().parents[3] / "tasks" / "data" / "code"
@@ -70,6 +72,8 @@ def code_task(fixtures) -> Task:
         from_row=example_from_row,
         fixtures=fixtures,
         options=CodeOptions,
+        canaries=function_canaries,
+        probes=probe_completions,
     )
 
 
@@ -82,4 +86,6 @@ def stdio_task(fixtures) -> Task:
         from_row=example_from_row,
         fixtures=fixtures,
         options=StdioOptions,
+        canaries=stdio_canaries,
+        probes=probe_completions,
     )

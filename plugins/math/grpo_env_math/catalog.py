@@ -8,7 +8,7 @@ from grpo_env.types import Fixture, Status, Task
 from grpo_env_math import generators as gen
 from grpo_env_math.fixtures import standard_fixtures
 from grpo_env_math.loaders import dataset_examples, example_from_row
-from grpo_env_math.tasks import REWARDS, CommonOptions, generator_task, make_example
+from grpo_env_math.tasks import REWARDS, CommonOptions, canaries, generator_task, make_example
 
 
 class DatasetOptions(CommonOptions):
@@ -87,6 +87,7 @@ def _dataset_task(name: str, description: str, options, fixtures) -> Task:
         from_row=example_from_row,
         fixtures=fixtures,
         options=options,
+        canaries=canaries,
     )
 
 

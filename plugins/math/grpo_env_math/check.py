@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from grpo_env.types import Outcome, Status
+from grpo_env.types import EXTRACTION, Outcome, Status
 from grpo_env_math.compare import equal
 from grpo_env_math.extract import extract_answer
 from grpo_env_math.guards import Refused, check_completion, sanitize_answer
@@ -75,6 +75,9 @@ def _refused(r: Refused, **details) -> Outcome:
     return Outcome.of(Status(r.status), 0.0, reason=r.reason, **details)
 
 
+STRICT_METHODS = ("boxed", "answer_tag")  # the answer forms a prompt asks for; the others are fallbacks
+
+
 def check_answer(completion: str, gold: str, *, last_number_fallback: bool = True) -> Outcome:
     """The outcome of ``completion`` against the gold answer text ``gold``."""
     try:
@@ -92,7 +95,8 @@ def check_answer(completion: str, gold: str, *, last_number_fallback: bool = Tru
         return Outcome.of(Status.REJECTED, 0.0, reason="the final boxes are too long to be one answer")
     if found.text is None:
         return Outcome.unparsable(reason="no final answer found")
-    details = {"answer": found.text[:_DETAIL_CHARS], "method": found.method}
+    details = {"answer": found.text[:_DETAIL_CHARS], "method": found.method,
+               EXTRACTION: "strict" if found.method in STRICT_METHODS else "fallback"}  # for the format-drift monitor
     try:
         text = sanitize_answer(found.text)
     except Refused as r:

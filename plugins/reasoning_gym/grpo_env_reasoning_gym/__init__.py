@@ -1,7 +1,9 @@
 """grpo-env reasoning-gym plugin: every reasoning-gym dataset as a task ``rg.<dataset>``.
 
 One reward, ``rg.score``: the dataset's own scorer on the completion's last ``<answer>`` block,
-as a typed outcome. Datasets whose scorer fails the conformance check (docs/reasoning_gym.md) are
+as a typed outcome; by exact match (only upstream's full marks count) for the datasets whose
+partial credit answers that commit to nothing can earn, and never on an answer the scorer would
+run as code. Datasets whose scorer fails the conformance check (docs/reasoning_gym.md) are
 refused in training unless the recipe's task entry sets ``allow_flagged = true`` (``Task.flagged``).
 """
 
@@ -15,6 +17,8 @@ from grpo_env_reasoning_gym.reward import NAME, rg_score
 REWARD = Reward(
     name=NAME,
     fn=rg_score,
+    # docs/rewards.md is generated from this text (tests/test_rewards_docs.py): the exact-match
+    # default and the code guard are described in docs/reasoning_gym.md
     description="reasoning-gym's own scorer for the example's dataset, on the last <answer> block: 1 correct, "
     "0 incorrect, in between partial; a scorer that raises or returns a non-number is error, naming the dataset",
     timeout=10.0,

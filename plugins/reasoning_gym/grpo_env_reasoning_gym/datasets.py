@@ -21,6 +21,7 @@ from functools import cache
 from typing import Any, Iterator, Optional
 
 import numpy as np
+from reasoning_gym.dataset import ProceduralDataset
 from reasoning_gym.factory import CURRICULA, DATASETS
 from reasoning_gym.utils import SYSTEM_PROMPTS
 
@@ -28,6 +29,45 @@ PREFIX = "rg."
 CHUNK = 1000  # entries per seeded dataset instance (construction can cost up to a second)
 RESERVED = ("seed", "size")  # config fields the plugin sets itself
 EXCLUDED = {"composite": "a mix of other datasets with no default config: use those datasets directly"}
+
+# Datasets that override score_answer but keep upstream's substring rule in it (reasoning-gym 0.1.25):
+# chain_sum and products through utils.compute_decimal_reward, codeio when the answer has braces but
+# is not JSON, manipulate_matrix after normalising whitespace, tsumego after upper-casing. Every
+# dataset that keeps ProceduralDataset.score_answer is in the family too. The conformance check
+# probes each scorer for the rule and flags a dataset that shows it but is not scored by exact match.
+OWN_SUBSTRING_RULE = frozenset({"chain_sum", "codeio", "manipulate_matrix", "products", "tsumego"})
+
+# Datasets outside that family whose upstream partial credit goes to answers that commit to nothing
+# (a junk constant, the most frequent gold, a hedge of the golds seen, an echo of the question): the
+# conformance record lists them (``farmed``) and a test checks this list against it.
+FARMED_PARTIAL = frozenset({
+    "advanced_geometry", "arc_agi", "boxnet", "calendar_arithmetic", "coin_flip", "color_cube_rotation",
+    "complex_arithmetic", "countdown", "cryptarithm", "emoji_mystery", "figlet_font",
+    "fraction_simplification", "futoshiki", "game_of_life", "graph_color", "group_anagrams", "gsm_symbolic",
+    "jugs", "knight_swap", "letter_jumble", "mini_sudoku", "palindrome_generation", "polynomial_equations",
+    "power_function", "prime_factorization", "propositional_logic", "puzzle24", "quantum_lock", "rearc",
+    "rectangle_count", "rubiks_cube", "rush_hour", "sentence_reordering", "spell_backward", "sudoku",
+    "time_intervals", "tower_of_hanoi", "word_sorting",
+})
+
+LENIENT = "lenient_substring"  # the opt-in to upstream's substring rule (the substring-credit family)
+PARTIAL = "partial_credit"  # the opt-in to upstream's partial credit (FARMED_PARTIAL)
+
+
+def uses_substring_rule(name: str) -> bool:
+    """Whether the dataset's scorer credits the gold inside other text (``len(gold)/len(answer)``)."""
+    cls = DATASETS[name][0]
+    return cls.score_answer is ProceduralDataset.score_answer or name in OWN_SUBSTRING_RULE
+
+
+def exact_option(name: str) -> str | None:
+    """The option that turns upstream's partial credit back on, for a dataset ``rg.score`` scores by
+    exact match by default (only upstream's full marks count); None for the others."""
+    if uses_substring_rule(name):
+        return LENIENT
+    if name in FARMED_PARTIAL:
+        return PARTIAL
+    return None
 
 
 def dataset_names() -> list[str]:

@@ -1,4 +1,6 @@
-"""Per-dataset option models: the dataset's config fields, ``difficulty`` and ``system_prompt``.
+"""Per-dataset option models: the dataset's config fields, ``difficulty``, ``system_prompt`` and,
+for the datasets scored by exact match (``datasets.exact_option``), ``lenient_substring`` or
+``partial_credit``.
 
 ``fields_model(name)`` only parses values (the scoring workers rebuild a config from an example's
 stored options with it). ``options_model(name)`` is what the task declares: it also builds the
@@ -43,6 +45,15 @@ def fields_model(name: str) -> type[BaseModel]:
     if datasets.has_curriculum(name):
         top = datasets.max_difficulty(name)
         fields["difficulty"] = (Optional[int], Field(None, ge=0, le=top, description=f"curriculum level 0..{top}"))
+    option = datasets.exact_option(name)
+    if option == datasets.LENIENT:
+        fields[option] = (bool, Field(False, description=(
+            "score with upstream's substring rule (len(gold)/len(answer) when the gold appears in the answer) "
+            "instead of exact match: hedges such as 'YesNo' earn credit, see docs/reasoning_gym.md")))
+    elif option == datasets.PARTIAL:
+        fields[option] = (bool, Field(False, description=(
+            "score with upstream's partial credit instead of exact match: answers that commit to nothing earn "
+            "some of it, see docs/reasoning_gym.md")))
     return create_model(f"RgFields_{name}", __base__=_Base, **fields)
 
 

@@ -38,7 +38,8 @@ def from_row(name: str, row: dict[str, Any], options: dict[str, Any]) -> Example
 
 
 def fixtures(name: str) -> list[Fixture]:
-    """The conformance probes as fixtures: the gold answer gets full marks, junk gets zero."""
+    """The conformance probes on the first example as fixtures: the gold answer gets full marks,
+    junk gets zero, no answer block is unparsable."""
     return [Fixture(example=ex, completion=text, expect=expect, note=label)
             for ex, label, text, expect in conformance.probes(name)]
 
@@ -63,8 +64,9 @@ def make_task(name: str) -> Task:
 
 
 def flags(name: str) -> list[str]:
-    """Why the conformance check flags this dataset's scorer (computed from the installed
-    reasoning-gym, cached); empty when it passes."""
+    """Why the conformance check flags this dataset's scorer: the committed record's reasons when it
+    was made by the installed reasoning-gym under the current rules, else computed now (cached);
+    empty when it passes."""
     from grpo_env_reasoning_gym.conformance import verdict
 
     v = verdict(name)
