@@ -218,7 +218,7 @@ def check_task(task: Task, registry: Registry, service: ScoringService, options:
     """``options``: the task options its example streams and probes use (its fixtures carry their own)."""
     result = TaskCheck(task=task.name)
     try:
-        result.flagged = task.flagged() if task.flagged else []
+        result.flagged = task.flagged(task.parse_options(options or {})) if task.flagged else []
     except Exception as e:
         result.problems.append(f"its flags could not be computed: {type(e).__name__}: {e}")
     fixtures = _fixtures(task, result, "the task ships no fixtures")

@@ -35,14 +35,14 @@ def mix_entries(recipe: Recipe, registry) -> list[MixEntry]:
             raise RecipeError(f"task {t.name!r} is listed twice in the recipe; list it once")
         seen.add(t.name)
         task = registry.task(t.name)
-        flags = task.flagged() if task.flagged else []
-        if flags and not t.allow_flagged:
-            raise RecipeError(f"task {t.name!r} is flagged: {'; '.join(flags)}. Its reward would train on a broken "
-                              f"signal; set allow_flagged = true on this task in the recipe to use it anyway")
         try:
             options = task.parse_options(t.options)
         except ValueError as e:
             raise RecipeError(f"tasks.{t.name}.options: {e}") from None
+        flags = task.flagged(options) if task.flagged else []
+        if flags and not t.allow_flagged:
+            raise RecipeError(f"task {t.name!r} is flagged: {'; '.join(flags)}. Its reward would train on a broken "
+                              f"signal; set allow_flagged = true on this task in the recipe to use it anyway")
         entry = MixEntry(task=task, weight=t.weight, options=options, rewards=t.rewards, prefill=t.prefill)
         for name in entry.components:
             registry.reward(name)  # an unknown reward fails here, naming it, not mid-run

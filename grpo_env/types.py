@@ -184,7 +184,7 @@ class Task(BaseModel):
     options: type[BaseModel] | None = None
     splits: tuple[str, ...] = ("train", "test")
     optional: tuple[str, ...] = ()  # components of `rewards` that may be absent (left out with a warning)
-    flagged: Callable[[], list[str]] | None = None  # reasons its reward is known untrustworthy (a conformance check's)
+    flagged: Callable[[dict[str, Any]], list[str]] | None = None  # flagged(options): why its reward is untrustworthy with them
     canaries: Callable[[], list[Example]] | None = None  # impossible examples: any credit on one is a hack
     probes: Callable[[Example], list[tuple[str, str]]] | None = None  # (label, completion)s that solve nothing: check reports what they earn
 

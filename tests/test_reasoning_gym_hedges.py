@@ -165,6 +165,26 @@ def test_a_flagged_constant_dataset_is_refused_in_training(tmp_path):
     plugins.reset()
 
 
+@pytest.mark.parametrize("name, option", [("letter_counting", "lenient_substring"), ("spell_backward", "partial_credit")])
+def test_opting_into_upstreams_partial_credit_is_refused_in_training_unless_allowed(tmp_path, name, option):
+    """The opt-ins give upstream's rule back, hedges included: a task with one on is flagged (by its
+    options), so training refuses it unless the recipe allows flagged tasks."""
+    from grpo_env import plugins
+
+    plugins.reset()
+    registry = plugins.get_registry()
+    recipe = tmp_path / "r.toml"
+    base = f'name = "rg"\n[[tasks]]\nname = "rg.{name}"\n'
+    recipe.write_text(base)
+    assert [e.task.name for e in mix_entries(load_recipe(recipe), registry)] == [f"rg.{name}"]  # exact: fine
+    recipe.write_text(base + f"options = {{ {option} = true }}\n")
+    with pytest.raises(RecipeError, match=f"flagged: {option} = true restores upstream's partial credit"):
+        mix_entries(load_recipe(recipe), registry)
+    recipe.write_text(base + f"options = {{ {option} = true }}\nallow_flagged = true\n")
+    assert [e.task.name for e in mix_entries(load_recipe(recipe), registry)] == [f"rg.{name}"]
+    plugins.reset()
+
+
 CODE = {
     # reads the gold out of the scorer's own frame: upstream pays 0.5 / 0.1 for it
     "n_queens": "[r.split() for r in entry['metadata']['valid_answers'][0].splitlines()]",

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from grpo_env import Example, Fixture, Task
 
 from grpo_env_reasoning_gym import conformance, datasets
-from grpo_env_reasoning_gym.options import options_model, stored
+from grpo_env_reasoning_gym.options import DOCS, options_model, stored
 from grpo_env_reasoning_gym.reward import NAME as REWARD
 
 
@@ -63,14 +63,19 @@ def make_task(name: str) -> Task:
     )
 
 
-def flags(name: str) -> list[str]:
-    """Why the conformance check flags this dataset's scorer: the committed record's reasons when it
-    was made by the installed reasoning-gym under the current rules, else computed now (cached);
-    empty when it passes."""
+def flags(name: str, options: dict[str, Any] | None = None) -> list[str]:
+    """Why this dataset's scorer is untrustworthy with ``options``: the conformance check's reasons (the
+    committed record's when it was made by the installed reasoning-gym under the current rules, else
+    computed now, cached), and an opt-in to upstream's lenient or partial credit, which pays hedges."""
     from grpo_env_reasoning_gym.conformance import verdict
 
     v = verdict(name)
-    return list(v.reasons) if v.flagged else []
+    out = list(v.reasons) if v.flagged else []
+    opt = datasets.exact_option(name)
+    if opt and (options or {}).get(opt):
+        out.append(f"{opt} = true restores upstream's partial credit, which pays answers that commit to nothing "
+                   f"(hedges, echoes): see {DOCS}")
+    return out
 
 
 @cache
