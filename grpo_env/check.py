@@ -22,11 +22,11 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from grpo_env.environment import Environment, EpisodeFixture
+from grpo_env.environment import SCORE_TOLERANCE, Environment, EpisodeFixture
 from grpo_env.episodes import EpisodeHost, play
 from grpo_env.plugins import Registry
 from grpo_env.scoring import ScoringService
-from grpo_env.types import Example, Fixture, Outcome, Scored, Status, Task
+from grpo_env.types import Example, Fixture, Message, Outcome, Scored, Status, Task
 
 SAMPLE = 8  # examples drawn per split for the determinism check
 PROBE_SAMPLE = 64  # examples per split that a task's probes are scored on
@@ -62,7 +62,7 @@ def describe(name: str, outcome: Outcome) -> str:
     and, for an error, its traceback as indented lines."""
     text = f"{name}={outcome.score:g} ({outcome.status})"
     reason = outcome.details.get("error") or outcome.details.get("reason")
-    if outcome.status.excluded and reason:
+    if (outcome.status.excluded or outcome.status is Status.TIMEOUT) and reason:
         text += f": {reason}"
     tb = outcome.details.get("traceback")
     if outcome.status is Status.ERROR and isinstance(tb, str) and tb.strip():
@@ -109,6 +109,28 @@ def judge(fixture: Fixture | EpisodeFixture, scored: Scored, task: Task, registr
     return None
 
 
+def _score_mismatch(fixture: EpisodeFixture, scored: Scored) -> str | None:
+    """Why the episode's reward is not the fixture's ``score``, or None."""
+    if fixture.score is None or (math.isfinite(scored.total)
+                                 and math.isclose(scored.total, fixture.score, rel_tol=0, abs_tol=SCORE_TOLERANCE)):
+        return None
+    got = "; ".join(describe(n, o) for n, o in scored.components.items())
+    return f"expected reward {fixture.score:g}, got {scored.total:g} ({scored.status}): {got}"
+
+
+def _unseen(fixture: EpisodeFixture, observations: list[list[Message]]) -> str | None:
+    """Why some of the fixture's ``observations_contain`` appear in no observation, or None."""
+    texts = [m.content for turn in observations for m in turn]
+    missing = [s for s in fixture.observations_contain if not any(s in t for t in texts)]
+    if not missing:
+        return None
+    shown = "; ".join(f"after turn {i}: {m.role} {m.content[:160]!r}"
+                      for i, turn in enumerate(observations, 1) for m in turn) or "nothing (no observation)"
+    if len(shown) > 1200:
+        shown = shown[:1200] + " ..."
+    return f"expected an observation containing {', '.join(repr(s) for s in missing)}; the model saw {shown}"
+
+
 def _stream_sample(task: Task, split: str, seed: int, options: dict | None = None) -> list[str]:
     opts = task.parse_options(options or {})
     return [ex.model_dump_json() for ex in itertools.islice(task.examples(split, seed, opts), SAMPLE)]
@@ -141,7 +163,7 @@ def _fixtures(task: Task, result: TaskCheck, none: str) -> list | None:
 def check_environment(env: Environment, registry: Registry, host: EpisodeHost,
                       options: dict | None = None) -> TaskCheck:
     """An environment's scripted episodes, each played twice through the real episode processes:
-    the declared judgement, tool-error count and turns played, and identical runs."""
+    the declared judgement, reward, observations, tool-error count and turns played, and identical runs."""
     result = TaskCheck(task=env.name)
     fixtures = _fixtures(env, result, "the environment ships no scripted episodes (fixtures)")
     if fixtures is None:
@@ -155,6 +177,7 @@ def check_environment(env: Environment, registry: Registry, host: EpisodeHost,
             whys.append(f"expected {f.tool_errors} tool error(s), the core counted {a.stats.get('tool_errors')}")
         if f.turns_played is not None and a.stats.get("turns") != f.turns_played:
             whys.append(f"expected the episode to last {f.turns_played} turn(s), it lasted {a.stats.get('turns')}")
+        whys += [_score_mismatch(f, a.scored), _unseen(f, a.observations)]
         whys = [w for w in whys if w]
         if whys:
             result.problems.append(f"fixture {i} ({label}): {'; '.join(whys)}")

@@ -134,19 +134,27 @@ class Episode:
         return Outcome.incorrect(reason=reason)
 
 
+SCORE_TOLERANCE = 1e-6  # how far an episode's reward may be from a fixture's ``score``
+
+
 class EpisodeFixture(BaseModel):
     """A scripted episode: the assistant's turns and what the episode must score.
 
     ``expect`` is ``"full"``, ``"zero"`` or a status (of the episode's primary component), as for a
-    task's fixtures; ``tool_errors`` (when given) is the number of malformed or failed tool calls the
-    core must count, and ``turns_played`` the number of turns before the episode ended.
+    task's fixtures; ``score`` (when given) the episode's reward, the total the trainer uses (within
+    :data:`SCORE_TOLERANCE`); ``observations_contain`` strings that must each appear in some message
+    the environment sent the model (a tool result or feedback); ``tool_errors`` the number of
+    malformed or failed tool calls the core must count, and ``turns_played`` the number of turns
+    before the episode ended.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     example: Example
     turns: list[str]
     expect: Expectation
+    score: float | None = None
+    observations_contain: list[str] = Field(default_factory=list)
     tool_errors: int | None = None
     turns_played: int | None = None
     note: str = ""
@@ -156,6 +164,13 @@ class EpisodeFixture(BaseModel):
     def _turns(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("a scripted episode needs at least one assistant turn")
+        return v
+
+    @field_validator("observations_contain")
+    @classmethod
+    def _needles(cls, v: list[str]) -> list[str]:
+        if any(not s for s in v):
+            raise ValueError("observations_contain holds an empty string, which every observation contains")
         return v
 
 

@@ -79,6 +79,24 @@ def play_turn(episode: Episode, env: Environment, number: int, text: str) -> dic
             "outcome": None if step.outcome is None else _outcome_data(step.outcome), "calls": 0, "errors": 0}
 
 
+def phase_of(env: Environment, msg: tuple) -> tuple[str, int | None, str]:
+    """Which part of the environment a message runs: ``(phase, turn, where)``. ``phase`` is
+    ``make``, ``step``, ``call_tool`` (a turn that holds tool calls) or ``end``; ``turn`` the
+    assistant turn (None for ``make``); ``where`` the two in words (``call_tool lookup (turn 2)``).
+    Parsing a turn's calls again is linear in its text, and done only when something went wrong."""
+    if msg[0] == "make":
+        return "make", None, "make"
+    if msg[0] == "end":
+        turn = msg[2] if len(msg) > 2 and msg[2] else None  # none yet: cut before its first turn reached it
+        return "end", turn, f"end (reason {msg[1]!r}" + (f", after turn {turn})" if turn else ")")
+    number, text = msg[1], msg[2]
+    calls = parse_calls(text, env.tools) if env.tools else []
+    if not calls:
+        return "step", number, f"step (turn {number})"
+    names = sorted({c.name for c in calls if c.name})
+    return "call_tool", number, "call_tool" + (f" {', '.join(names)}" if names else "") + f" (turn {number})"
+
+
 def _episode_main(conn: Connection, env: Environment, parent_pid: int) -> None:
     episode: Episode | None = None
 
@@ -97,8 +115,9 @@ def _episode_main(conn: Connection, env: Environment, parent_pid: int) -> None:
                 raise TypeError(f"end returned {type(out).__name__}, expected grpo_env.Outcome")
             return ("ok", _outcome_data(out))
         except Exception as e:
-            return ("error", f"environment {env.name!r} raised {type(e).__name__}: {plain(str(e))}",
-                    plain(traceback.format_exc(limit=-3)))
+            phase, turn, where = phase_of(env, msg)
+            return ("error", f"environment {env.name!r} raised {type(e).__name__} in {where}: {plain(str(e))}",
+                    plain(traceback.format_exc(limit=-3)), phase, turn)
 
     serve(conn, parent_pid, handle)
 
@@ -243,20 +262,33 @@ class EpisodeHost:
                     try:
                         reply = s.conn.recv()
                     except (EOFError, OSError):
+                        if s.proc is not None:
+                            s.proc.join(timeout=1)  # its exit status, once the pipe's end was seen
                         code = s.proc.exitcode if s.proc is not None else None
-                        self._fail(s, Outcome.error(f"environment {s.env.name!r}: its process died (exit {code})"))
+                        phase, turn, where = phase_of(s.env, messages[i])
+                        self._fail(s, Outcome.error(f"environment {s.env.name!r}: its process died (exit {code}) "
+                                                    f"in {where}", phase=phase, turn=turn))
                         continue
                     if reply[0] == "error":
-                        self._fail(s, Outcome.error(plain(reply[1]), traceback=plain(reply[2])))
+                        phase, turn = reply[3:5] if len(reply) >= 5 else phase_of(s.env, messages[i])[:2]
+                        self._fail(s, Outcome.error(plain(reply[1]), traceback=plain(reply[2]), phase=phase, turn=turn))
                     else:
                         replies[i] = reply[1]
                 elif now >= running[i]:
                     del running[i]
                     s.stats.env_seconds += now - started[i]
-                    over = "episode" if s.stats.env_seconds >= s.env.episode_timeout else "step"
-                    limit = s.env.episode_timeout if over == "episode" else s.env.step_timeout
-                    self._fail(s, Outcome.of(Status.TIMEOUT, 0.0, deadline_s=limit, limit=over), status="timeout")
+                    self._fail(s, self._timeout(s, messages[i]), status="timeout")
         return replies
+
+    def _timeout(self, s: _Session, msg: tuple) -> Outcome:
+        """The outcome of a message that ran past its deadline: which phase and turn, which deadline."""
+        over = "episode" if s.stats.env_seconds >= s.env.episode_timeout else "step"
+        limit = s.env.episode_timeout if over == "episode" else s.env.step_timeout
+        phase, turn, where = phase_of(s.env, msg)
+        what = "all of the episode's environment work together; " if over == "episode" else ""
+        reason = (f"environment {s.env.name!r} timed out in {where}: it ran past its {over}_timeout of {limit:g} s "
+                  f"({what}+{self.grace:g} s grace) and its process was killed")
+        return Outcome.of(Status.TIMEOUT, 0.0, deadline_s=limit, limit=over, phase=phase, turn=turn, reason=reason)
 
     @staticmethod
     def _fail(s: _Session, outcome: Outcome, status: str = "error") -> None:
@@ -322,7 +354,7 @@ class EpisodeBatch:
         """The core ends these episodes (``reason``: ``turns``, ``tokens`` or ``truncated``): each
         environment's :meth:`Episode.end` judges the unfinished episode."""
         sessions = [s for s in (self.sessions[r] for r in rows) if s is not None and s.open]
-        replies = self.host.exchange(sessions, [("end", reason)] * len(sessions))
+        replies = self.host.exchange(sessions, [("end", reason, s.stats.turns) for s in sessions])
         for s, reply in zip(sessions, replies):
             if reply is not None:
                 s.outcome, s.stats.ended_by = _outcome(reply), reason
@@ -388,7 +420,12 @@ class Played:
 
 def play(host: EpisodeHost, example: Example, turns: Sequence[str]) -> Played:
     """Play ``turns`` as the assistant's turns of one episode (fewer if it ends sooner) through the
-    real processes and deadlines; for ``grpo-env check`` and ``grpo-env play``."""
+    real processes and deadlines; for ``grpo-env check`` and ``grpo-env play``. ``example.task`` must
+    name one of the host's environments (:func:`grpo_env.testing.play_episode` sets it)."""
+    if not host.is_episode(example):
+        raise ValueError(f"example {example.id!r} has task {example.task!r}, which is none of this host's "
+                         f"environments {sorted(host.environments)}: set its task (and tools), as "
+                         "grpo_env.testing.play_episode does")
     batch = host.open([example])
     limit = host.max_turns(example)
     seen: list[list[Message]] = []

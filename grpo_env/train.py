@@ -20,6 +20,7 @@ from grpo_env.engine.model import ModelError, load_model, load_tokenizer, resolv
 from grpo_env.engine.parallel import init_from_env
 from grpo_env.engine.sampling import prefill_of
 from grpo_env import monitors
+from grpo_env.engine.episode_watch import EnvironmentFailing
 from grpo_env.engine.monitor import MonitorAlarm
 from grpo_env.engine.trainer import ScoreFn, TrainingDiverged, train
 from grpo_env.mixture import MixEntry, MixtureError, TaskMixture
@@ -183,7 +184,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
                             monitor=monitor)
             finally:
                 monitor.close()
-    except (TrainingDiverged, FileExistsError, MonitorAlarm) as e:
+    except (TrainingDiverged, FileExistsError, MonitorAlarm, EnvironmentFailing) as e:
         if isinstance(e, MonitorAlarm) and dist.main:
             from grpo_env.report import write_report
 

@@ -137,3 +137,50 @@ class Plugin:
     @hookimpl
     def register_rewards(self, register):
         register(ANSWER_REWARD)
+
+
+# ---------------------------------------------------------------------------------------------
+# environments that fail in one phase each (tests/test_env_authoring.py)
+
+
+def _make_raises(example):
+    raise FileNotFoundError(f"the board of {example.id} is missing")
+
+
+class SlowTool(Episode):
+    """Its tool ``get`` never returns."""
+
+    def call_tool(self, call):
+        time.sleep(1000)
+
+
+class RaiseLater(Episode):
+    """Replies to turn 1; raises on turn 2."""
+
+    def step(self, turn):
+        if turn.number == 1:
+            return Step.reply("go on")
+        raise KeyError("turn two")
+
+
+class RaiseInEnd(Episode):
+    """Replies to every turn; its end raises."""
+
+    def step(self, turn):
+        return Step.reply("go on")
+
+    def end(self, reason):
+        raise RuntimeError(f"no outcome for {reason}")
+
+
+def failing_environments() -> dict[str, Environment]:
+    def env(name, make, **kw):
+        return Environment(name=name, rewards={name: 1.0}, examples=_examples, make=make, **kw)
+
+    return {e.name: e for e in [
+        env("tenv_bad_make", _make_raises),
+        env("tenv_slow_tool", SlowTool, tools=[Tool(name="get")], step_timeout=0.3, episode_timeout=5),
+        env("tenv_slow_step", Hang, step_timeout=0.3, episode_timeout=5),
+        env("tenv_raise_later", RaiseLater, max_turns=3),
+        env("tenv_raise_end", RaiseInEnd, max_turns=3),
+    ]}

@@ -73,6 +73,10 @@ class TrainConfig(BaseModel):
     dynamic_sampling: bool = False  # drop zero-spread groups and sample more prompts until the batch is full
     max_sampling_rounds: int = Field(default=4, ge=1)  # cap on generation rounds per step (dynamic sampling)
 
+    # --- environments that fail (their first errors: RUN/environment_errors.jsonl and stderr)
+    env_warn_share: float = Field(default=0.5, ge=0, le=1)  # warn when more than this share of an environment's episodes in a step ends in error, timeout or a turn cut at max_new_tokens
+    env_failed_steps: int = Field(default=3, ge=0)  # stop the run (exit 2) when every episode of an environment failed (error or timeout) in this many steps in a row (0: never)
+
     # --- advantages and loss
     scale_rewards: Literal["group", "batch", "none"] = "group"  # std used to scale advantages ("none": Dr. GRPO)
     adv_eps: float = Field(default=1e-4, gt=0)  # added to the std

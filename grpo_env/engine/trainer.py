@@ -26,6 +26,7 @@ from grpo_env.engine import checkpoint, parallel, tblog
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
 from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
+from grpo_env.engine.episode_watch import EpisodeWatch
 from grpo_env.engine.monitor import StepMonitor
 from grpo_env.engine import rollout
 from grpo_env.engine.rollout import EpisodeHost
@@ -599,6 +600,7 @@ def train(
     multi-turn episodes (:mod:`rollout`); the loss covers the model's sampled tokens only.
     With ``monitor``, each step's reward-hacking signals are logged under ``monitor`` (they never
     enter a reward), and an alarm warns or stops the run (:mod:`grpo_env.engine.monitor`).
+    Environments that fail are written down, warned about and stop the run (:mod:`episode_watch`).
     """
     out_dir = Path(out_dir)
     ckpt_root = out_dir / "checkpoints"
@@ -622,6 +624,8 @@ def train(
     if cfg.tensorboard:
         tblog.require()  # on every rank, before the first step: every rank fails alike
     log = RunLog(out_dir, run.step if resumed else None, cfg.tensorboard) if dist.main else None
+    watch = EpisodeWatch(cfg, out_dir, dist, run.step if resumed else None)  # environments' errors: written, warned, a stop
+    env_host = watch.observe(env_host)
     dist.broadcast_params(model)  # every rank starts from rank 0's weights
     prog, bar = _progress(cfg.progress and dist.main, cfg.steps, run.step)
     with prog, (log or contextlib.nullcontext()):  # the log's TensorBoard writer is closed on any exit
@@ -681,6 +685,7 @@ def train(
                     timer["monitor"] = monitor.seconds
             else:
                 metrics.update(zero_spread_frac=1.0, skipped_reason="no group with reward spread")
+            metrics.update(watch.finish(run.step + 1))
 
             # 5. log the step (rank 0); stop after too many non-finite steps in a row
             run.bad_steps = 0 if ok else run.bad_steps + 1
@@ -707,6 +712,7 @@ def train(
                 log.samples(run.step, view, cfg.log_samples)
             run.history.append(record)
             prog.update(bar, advance=1, info=_headline(record))
+            watch.check()  # every episode of an environment failed too many steps in a row: EnvironmentFailing
             if run.bad_steps >= cfg.max_bad_steps:
                 raise TrainingDiverged(f"{run.bad_steps} steps in a row had a non-finite loss or gradient (step {run.step})")
 
