@@ -129,6 +129,37 @@ def test_answer_tag():
         assert out.details["reason"].startswith(reason), text
 
 
+# -- format.boxed -------------------------------------------------------------------------------
+
+
+def test_boxed_once():
+    for text in ("so \\boxed{7}.", "\\boxed{\\frac{1}{2}} and more text", "\\boxed{ x = {1, 2} }"):
+        assert score("boxed", text).status is Status.CORRECT, text
+    cases = {
+        "7": "no \\boxed{}",
+        "\\boxed{1} or \\boxed{2}": "2 \\boxed{}, expected one",
+        "\\boxed{}": "empty \\boxed{}",
+        "\\boxed{\u200b\u00a0}": "empty \\boxed{}",
+        "\\boxed{7": "\\boxed{ is never closed",
+        "\\boxed{{7}": "\\boxed{ is never closed",
+        "\\fbox{7}": "no \\boxed{}",
+    }
+    for text, reason in cases.items():
+        out = score("boxed", text)
+        assert (out.score, out.status, out.details["reason"]) == (0.0, Status.INCORRECT, reason), text
+
+
+def test_boxed_is_linear_on_hostile_text_through_the_scoring_service():
+    from grpo_env.scoring import ScoringService
+
+    hostile = ["\\boxed{" + "{" * 2_000_000, "\\boxed{" * 500_000, "\\boxed{" + "x" * 3_000_000 + "}"]
+    with ScoringService({"format.boxed": REWARDS["format.boxed"]}, workers=1) as service:
+        t = time.monotonic()
+        out = service.score([("format.boxed", ex(), text) for text in hostile])
+        assert time.monotonic() - t < 10
+    assert [o.status for o in out] == [Status.INCORRECT, Status.INCORRECT, Status.CORRECT]
+
+
 # -- format.tag_count ----------------------------------------------------------------------------
 
 
@@ -377,7 +408,7 @@ def test_registry_has_the_rewards_and_task():
     registry = get_registry()
     assert registry.plugins["format"].status == "loaded", registry.plugins["format"].error
     assert set(REWARDS) <= set(registry.rewards) and all(n.startswith("format.") for n in REWARDS)
-    assert len(REWARDS) == 6
+    assert len(REWARDS) == 7
     assert "format_demo" in registry.tasks
     assert registry.rewards["format.overlong_penalty"].max_score == 0.0
 

@@ -35,6 +35,14 @@ REWARDS = [
         min_score=0.0,
     ),
     Reward(
+        name="format.boxed",
+        fn=structure.boxed_once,
+        description="exactly one \\boxed{} with closed braces and a non-blank content, text around allowed (the "
+        "form math prompts ask for; a format component, not a check of the answer)",
+        statuses=(Status.CORRECT, Status.INCORRECT),
+        min_score=0.0,
+    ),
+    Reward(
         name="format.tag_count",
         fn=structure.tag_count,
         description="0.25 for each of <think>, </think>, <answer>, </answer> occurring exactly once",

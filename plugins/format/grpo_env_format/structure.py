@@ -86,3 +86,28 @@ def tag_count(completion: str, example: Example) -> Outcome:
     if score == 0.0:
         return Outcome.incorrect(counts=counts, reason="no tag occurs exactly once")
     return Outcome.partial(score, counts=counts)
+
+
+BOXED = "\\boxed{"
+
+
+def boxed_once(completion: str, example: Example) -> Outcome:
+    """1.0 for exactly one ``\\boxed{...}`` whose braces close and whose content is not blank (the
+    form math prompts ask the answer in); text around it is allowed. One pass: a count, then a brace
+    scan from the box to its closing brace."""
+    n = completion.count(BOXED)
+    if n != 1:
+        return Outcome.incorrect(reason="no \\boxed{}" if n == 0 else f"{n} \\boxed{{}}, expected one")
+    start = completion.find(BOXED) + len(BOXED)
+    depth = 1
+    for i in range(start, len(completion)):
+        c = completion[i]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                if is_blank(completion[start:i]):
+                    return Outcome.incorrect(reason="empty \\boxed{}")
+                return Outcome.correct()
+    return Outcome.incorrect(reason="\\boxed{ is never closed")
