@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from grpo_env.environment import SCORE_TOLERANCE, Environment, EpisodeFixture
 from grpo_env.episodes import EpisodeHost, play
 from grpo_env.plugins import Registry
+from grpo_env.rewards import ENV_ALWAYS
 from grpo_env.scoring import ScoringService
 from grpo_env.types import Example, Fixture, Message, Outcome, Scored, Status, Task
 
@@ -58,9 +59,14 @@ class TaskCheck:
 
 
 def describe(name: str, outcome: Outcome) -> str:
-    """``name=score (status)``, plus the reason an ``error`` or ``not_applicable`` outcome gives
-    and, for an error, its traceback as indented lines."""
-    text = f"{name}={outcome.score:g} ({outcome.status})"
+    """``name=score (status)`` (``name (status, excluded)`` for ``error`` and ``not_applicable``, which
+    carry no score), plus the reason an ``error`` or ``not_applicable`` outcome gives and, for an
+    error, its traceback as indented lines."""
+    # an excluded outcome (error, not_applicable) carries no score: its 0 is no judgement, so none is shown
+    if outcome.status.excluded:
+        text = f"{name} ({outcome.status}, excluded)"
+    else:
+        text = f"{name}={outcome.score:g} ({outcome.status})"
     reason = outcome.details.get("error") or outcome.details.get("reason")
     if (outcome.status.excluded or outcome.status is Status.TIMEOUT) and reason:
         text += f": {reason}"
@@ -118,6 +124,23 @@ def _score_mismatch(fixture: EpisodeFixture, scored: Scored) -> str | None:
     return f"expected reward {fixture.score:g}, got {scored.total:g} ({scored.status}): {got}"
 
 
+def _undeclared(env: Environment, scored: Scored) -> str | None:
+    """Why the environment's own outcome is outside what it declares (``outcome_range``, and
+    ``outcome_statuses`` when declared), or None. The statuses every environment may get (an error,
+    a deadline, no outcome at all) are never undeclared."""
+    o = scored.components.get(env.name)
+    if o is None or o.status in ENV_ALWAYS:
+        return None
+    low, high = env.outcome_range
+    whys = []
+    if not low <= o.score <= high:
+        whys.append(f"score {o.score:g} is outside its outcome_range {low:g} to {high:g}")
+    if env.outcome_statuses and o.status not in env.outcome_statuses:
+        whys.append(f"status {o.status} is not among its outcome_statuses "
+                    f"({', '.join(str(s) for s in env.outcome_statuses)})")
+    return f"the environment's outcome {describe(env.name, o)}: {' and '.join(whys)}" if whys else None
+
+
 def _unseen(fixture: EpisodeFixture, observations: list[list[Message]]) -> str | None:
     """Why some of the fixture's ``observations_contain`` appear in no observation, or None."""
     texts = [m.content for turn in observations for m in turn]
@@ -163,7 +186,8 @@ def _fixtures(task: Task, result: TaskCheck, none: str) -> list | None:
 def check_environment(env: Environment, registry: Registry, host: EpisodeHost,
                       options: dict | None = None) -> TaskCheck:
     """An environment's scripted episodes, each played twice through the real episode processes:
-    the declared judgement, reward, observations, tool-error count and turns played, and identical runs."""
+    the declared judgement, reward, observations, tool-error count and turns played, an outcome within
+    the environment's declared ``outcome_range`` and ``outcome_statuses``, and identical runs."""
     result = TaskCheck(task=env.name)
     fixtures = _fixtures(env, result, "the environment ships no scripted episodes (fixtures)")
     if fixtures is None:
@@ -177,7 +201,7 @@ def check_environment(env: Environment, registry: Registry, host: EpisodeHost,
             whys.append(f"expected {f.tool_errors} tool error(s), the core counted {a.stats.get('tool_errors')}")
         if f.turns_played is not None and a.stats.get("turns") != f.turns_played:
             whys.append(f"expected the episode to last {f.turns_played} turn(s), it lasted {a.stats.get('turns')}")
-        whys += [_score_mismatch(f, a.scored), _unseen(f, a.observations)]
+        whys += [_score_mismatch(f, a.scored), _unseen(f, a.observations), _undeclared(env, a.scored)]
         whys = [w for w in whys if w]
         if whys:
             result.problems.append(f"fixture {i} ({label}): {'; '.join(whys)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -54,16 +55,41 @@ def _table(title: str, *columns: str) -> Table:
     return table
 
 
+UNBOUNDED = 1_000_000  # the width a table is measured at when nothing may wrap
+
+
+def _print_table(table: Table) -> None:
+    """A table on stdout. In a terminal it fits the window (long cells wrap); in a pipe or a file
+    (``grpo-env rewards | grep repetition_penalty``) the table is as wide as its longest cells, so no
+    cell wraps: every name, and every row, stays whole on one line for grep, awk and diff."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    width = out.measure(table, options=out.options.update_width(UNBOUNDED)).maximum
+    kept = out.width
+    out.width = max(kept, width)
+    try:
+        out.print(table)
+    finally:
+        out.width = kept
+
+
+def _names(names: Sequence[str], dropped: dict[str, str]) -> str:
+    """A cell listing names, each dropped one marked."""
+    return ", ".join(f"[red]{n} (dropped)[/]" if n in dropped else n for n in names)
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     reg = _registry(warn=False)
-    table = _table("grpo-env plugins", "plugin", "distribution", "version", "status", "tasks", "rewards")
+    table = _table("grpo-env plugins", "plugin", "distribution", "version", "status", "tasks", "environments",
+                   "rewards", "monitors")
     for info in sorted(reg.plugins.values(), key=lambda i: i.name):
         status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(info.status, info.status)
         if info.dropped:
             status += f", [red]{len(info.dropped)} task(s) dropped[/]"
-        tasks = ", ".join(f"[red]{t} (dropped)[/]" if t in info.dropped else t for t in info.tasks)
-        table.add_row(info.name, info.distribution, info.version, status, tasks, ", ".join(info.rewards))
-    out.print(table)
+        table.add_row(info.name, info.distribution, info.version, status, _names(info.tasks, info.dropped),
+                      _names(info.environments, info.dropped), ", ".join(info.rewards), ", ".join(info.monitors))
+    _print_table(table)
     _print_plugin_problems(reg, blocked=True)
     return 1 if reg.failures or reg.dropped else 0
 
@@ -89,11 +115,11 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         for name, task in sorted(reg.tasks.items()):
             rewards = ", ".join(f"{r} ({w:g})" for r, w in task.rewards.items())
             table.add_row(name, reg.origin[("task", name)], rewards, _episode_summary(task), task.description)
-        out.print(table)
+        _print_table(table)
         return 0
     task = _task(reg, args.name)
+    opts = _parse_options(task, args.option)
     try:
-        opts = task.parse_options(_options(args.option))
         example = next(iter(task.examples(args.split, args.seed, opts)), None)
     except Exception as e:
         raise CLIError(f"task {task.name!r} could not produce an example: {type(e).__name__}: {e}") from None
@@ -130,6 +156,15 @@ def _task(reg: Registry, name: str):
         raise CLIError(str(e)) from None
 
 
+def _parse_options(task, pairs: Sequence[str] | dict[str, Any]) -> dict[str, Any]:
+    """A task's validated options from ``--option`` pairs (or a dict of them); a bad one is a CLIError
+    naming the task and the option (a close name for a misspelled one)."""
+    try:
+        return task.parse_options(pairs if isinstance(pairs, dict) else _options(pairs))
+    except ValueError as e:
+        raise CLIError(f"task {task.name!r}: invalid options: {e}") from None
+
+
 def _status_table(title: str, counts: dict[str, int]) -> Table:
     table = _table(title, "status", "rows")
     for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
@@ -147,14 +182,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     src = Path(args.input)
     if not src.is_file():
         raise CLIError(f"{src}: no such input file")
-    try:
-        options = task.parse_options(_options(args.option))
-    except ValueError as e:
-        raise CLIError(f"task {task.name!r}: invalid options: {e}") from None
+    options = _parse_options(task, args.option)
     dst = Path(args.output) if args.output else src.with_name(src.stem + ".scored.jsonl")
     with ScoringService(reg.rewards, workers=args.workers) as service:
         counts = score_file(task, task.rewards, src, dst, service, options)
-    out.print(_status_table(f"{task.name}: {src} -> {dst}", counts))
+    _print_table(_status_table(f"{task.name}: {src} -> {dst}", counts))
     if counts.get(INVALID):
         err.print(f"{counts[INVALID]} invalid row(s): see their 'error' field in {dst}")
     if counts.get("error"):  # a reward or the sandbox failed: these rows carry no score
@@ -172,18 +204,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     from grpo_env.scoring import ScoringService
 
     reg = _registry(warn=bool(args.names))
-    names = args.names or sorted(reg.tasks)
-    tasks = [_task(reg, n) for n in names]
+    names = list(dict.fromkeys(args.names)) or sorted(reg.tasks)
+    tasks, missing = [], {}  # missing: a named task that is unknown or dropped -> why (checked: the others)
+    for n in names:
+        try:
+            tasks.append(reg.task(n))
+        except PluginError as e:
+            missing[n] = str(e)
+    if args.names and not tasks:  # nothing to check at all: an error, as for any command given no task
+        raise CLIError("; ".join(missing.values()))
     dropped = [] if args.names else reg.dropped
     broken = [] if args.names else reg.failures
     if not tasks and not dropped and not broken:
         raise CLIError("no tasks registered: install a plugin (see `grpo-env plugins`)")
     options = _options(args.option)
     for t in tasks if options else []:
-        try:
-            t.parse_options(options)
-        except ValueError as e:
-            raise CLIError(f"task {t.name!r}: invalid options: {e}") from None
+        _parse_options(t, options)
     results = []
     if tasks:
         envs = {t.name: (t, t.rewards) for t in tasks if isinstance(t, Environment)}
@@ -204,7 +240,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                       *([credit] if probed else []), verdict)
     for plugin, task, _ in dropped:
         table.add_row(task, plugin, "-", "-", "-", *(["-"] if probed else []), "[red]DROPPED[/]")
-    out.print(table)
+    for name, why in missing.items():  # named, not checked: unavailable (dropped, its plugin failed) or unknown
+        verdict = "[red]UNAVAILABLE[/]" if " is unavailable: " in why else "[red]UNKNOWN[/]"
+        table.add_row(name, "-", "-", "-", "-", *(["-"] if probed else []), verdict)
+    _print_table(table)
     for r in results:
         for w in r.weak:
             out.print(f"[yellow]{r.task}: warning: weak tests:[/] {escape(w)}", highlight=False)
@@ -215,9 +254,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             out.print(f"[{'yellow' if r.flagged else 'red'}]{r.task}[/]: {escape(p)}", highlight=False)
         for s in r.skipped:
             out.print(f"[dim]{r.task}: skipped {escape(s)}[/]", highlight=False)
+    for name, why in missing.items():
+        out.print(f"[red]{escape(name)}[/]: not checked: {escape(why)}", highlight=False)
     if not args.names:
         _print_plugin_problems(reg)
-    return 0 if all(r.ok or r.flagged for r in results) and not broken and not dropped else 1
+    return 0 if all(r.ok or r.flagged for r in results) and not broken and not dropped and not missing else 1
 
 
 def cmd_play(args: argparse.Namespace) -> int:
@@ -231,8 +272,9 @@ def cmd_play(args: argparse.Namespace) -> int:
     if not isinstance(env, Environment):
         raise CLIError(f"{env.name!r} is a single-turn task, not an environment (`grpo-env tasks {env.name}` shows "
                        "its prompt; `grpo-env tasks` lists the environments)")
+    options = _parse_options(env, args.option)
     try:
-        example = next(iter(env.examples(args.split, args.seed, env.parse_options(_options(args.option)))), None)
+        example = next(iter(env.examples(args.split, args.seed, options)), None)
     except Exception as e:
         raise CLIError(f"environment {env.name!r} could not produce an example: {type(e).__name__}: {e}") from None
     if example is None:
@@ -250,11 +292,13 @@ def cmd_play(args: argparse.Namespace) -> int:
         session = batch.sessions[0]
         turn = 0
         limit = env.turns_for(example)
+        input_ended = False
         while session.open and turn < limit:
             out.print(f"[bold]assistant {turn + 1}/{limit}>[/] ", end="")
             line = sys.stdin.readline()
             if not line:
                 out.print()
+                input_ended = True
                 break
             turn += 1
             obs = batch.step([0], [line.rstrip("\n").replace("\\n", "\n")])[0]
@@ -264,21 +308,38 @@ def cmd_play(args: argparse.Namespace) -> int:
             batch.stop([0], "turns")
         stats = dict(session.stats.as_dict())
         scored = batch.judge()[0]
-    out.print(f"episode ended by {stats['ended_by']} after {turn} turn(s), {stats['tool_calls']} tool call(s), "
+    # the input ran out before the episode did: say so (the environment judged it as stopped at the turn limit)
+    how = "stopped (input ended)" if input_ended and stats["ended_by"] == "turns" else f"ended by {stats['ended_by']}"
+    out.print(f"episode {how} after {turn} turn(s), {stats['tool_calls']} tool call(s), "
               f"{stats['tool_errors']} tool error(s)", highlight=False)
     out.print(f"reward {scored.total:g} ({scored.status}): "
               + escape("; ".join(describe(n, o) for n, o in scored.components.items())), highlight=False)
+    for name, o in scored.components.items():  # what the outcome says besides its score: guesses, tests passed ...
+        details = {k: v for k, v in o.details.items() if k != "traceback"}
+        if details:
+            out.print(f"[dim]{escape(name)} details:[/] {escape(json.dumps(details, ensure_ascii=False, default=str))}",
+                      highlight=False)
+    if args.reveal:
+        out.print(f"gold: {escape(json.dumps(example.gold, ensure_ascii=False, default=str))}", highlight=False)
     return 0
 
 
 def cmd_rewards(args: argparse.Namespace) -> int:
     """List rewards, or describe one (what it checks, gold keys, scores, statuses, its tasks)."""
-    from grpo_env.rewards import reward_markdown, rewards_page, score_range
+    from grpo_env.rewards import environment_markdown, outcome_range, reward_markdown, rewards_page, score_range
 
     reg = _registry()
     origin = {n: reg.origin[("reward", n)] for n in reg.rewards}
+    envs = reg.environments
+    if args.name is not None and args.name not in reg.rewards and args.name in envs:  # its own outcome
+        env = envs[args.name]
+        out.print(environment_markdown(env, reg.origin[("task", env.name)], escape=args.markdown), markup=False,
+                  highlight=False)
+        if not args.markdown:
+            out.print(f"the environment itself: grpo-env tasks {env.name}", highlight=False)
+        return 0
     if args.name is not None:
-        reward = reg.reward(args.name)
+        reward = _reward(reg, args.name)
         users = sorted(t for t, task in reg.tasks.items() if reward.name in task.rewards)
         out.print(reward_markdown(reward, origin[reward.name], escape=args.markdown), markup=False, highlight=False)
         if not args.markdown:
@@ -287,12 +348,28 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     if args.markdown:
         out.print(rewards_page(reg.rewards, origin, set(origin.values())), markup=False, highlight=False, end="")
         return 0
-    table = _table("rewards", "reward", "plugin", "score", "timeout (s)", "what it checks")
-    for name, reward in sorted(reg.rewards.items()):
-        described = reward.description or "[yellow](no description)[/]"
-        table.add_row(name, origin[name], score_range(reward), f"{reward.timeout:g}", described)
-    out.print(table)
+    table = _table("rewards, and environments' own outcomes", "reward", "plugin", "score", "timeout (s)",
+                   "what it checks")
+    rows = [(name, origin[name], score_range(r), f"{r.timeout:g}",
+             escape(r.description) or "[yellow](no description)[/]") for name, r in reg.rewards.items()]
+    rows += [(name, reg.origin[("task", name)], outcome_range(env), f"{env.episode_timeout:g} (episode)",
+              "[cyan](an environment's own outcome)[/] " + escape(env.description)) for name, env in envs.items()]
+    for row in sorted(rows):
+        table.add_row(*row)
+    _print_table(table)
     return 0
+
+
+def _reward(reg: Registry, name: str):
+    """A registered reward; a name close to an environment's (whose own outcome it may mean) says so."""
+    try:
+        return reg.reward(name)
+    except PluginError as e:
+        best = difflib.get_close_matches(name, [*reg.rewards, *reg.environments], n=1)  # the closest of either
+        if best and best[0] in reg.environments:
+            raise CLIError(f"no reward named {name!r} (did you mean {best[0]!r}, "
+                           "an environment's own outcome?)") from None
+        raise CLIError(str(e)) from None
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -307,12 +384,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     table = _table("sandbox isolation on this machine", "feature", "granted", "detail")
     for feature, granted, detail in isolation_report():
         table.add_row(feature, "[green]yes[/]" if granted else "[red]no[/]", detail)
-    out.print(table)
+    _print_table(table)
     checks = self_test()  # the same start path as scoring: a real template process and run
     table = _table("a sandbox started as code.tests starts it", "check", "ok", "detail")
     for check, ok, detail in checks:
         table.add_row(check, "[green]yes[/]" if ok else "[red]no[/]", detail)
-    out.print(table)
+    _print_table(table)
     reg = _registry()
     out.print(f"{len(reg.plugins)} plugins, {len(reg.tasks)} tasks, {len(reg.rewards)} rewards")
     return 0 if checks[0][1] else 1
@@ -368,69 +445,93 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+OVERRIDES = ("recipe overrides: any recipe key as --section.key=value after the recipe, e.g. --train.lr=1e-5 "
+             "--train.steps=5 --tasks.0.options.max_turns=3 --tasks.0.rewards.\"math.answer\"=2 (values are JSON "
+             "when they parse; docs/recipes.md lists every key)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grpo-env", description="GRPO training on verifiable tasks from plugins.")
     p.add_argument("--version", action="version", version=f"grpo-env {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="one of these (grpo-env COMMAND --help: its arguments and options)")
 
-    s = sub.add_parser("plugins", help="list plugins, their distributions and what they registered")
+    def command(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", **kw)
+
+    def option(s: argparse.ArgumentParser, what: str) -> None:
+        s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help=f"{what} (repeatable; the value is JSON when it parses)")
+
+    def examples(s: argparse.ArgumentParser, what: str) -> None:
+        s.add_argument("--split", default="train", help=f"the split {what} (default: train)")
+        s.add_argument("--seed", type=int, default=0, help="the seed of the example stream (default: 0)")
+
+    def workers(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--workers", type=int, default=2, help="scoring worker processes (default: 2)")
+
+    s = command("plugins", "list plugins, their distributions and what they registered (tasks, environments, "
+                "rewards, monitors)")
     s.set_defaults(fn=cmd_plugins)
 
-    s = sub.add_parser("tasks", help="list tasks, or show one with a rendered example prompt")
-    s.add_argument("name", nargs="?")
-    s.add_argument("--split", default="train")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a task option")
+    s = command("tasks", "list tasks and environments, or show one with a rendered example prompt")
+    s.add_argument("name", nargs="?", help="a task or environment to show (default: list them all)")
+    examples(s, "the example comes from")
+    option(s, "a task option")
     s.set_defaults(fn=cmd_tasks)
 
-    s = sub.add_parser("score", help="score a JSONL file of rows with a 'completion' field")
-    s.add_argument("task")
-    s.add_argument("--input", "-i", required=True)
-    s.add_argument("--output", "-o", help="default: INPUT.scored.jsonl")
-    s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a task option")
+    s = command("score", "score a JSONL file of rows with a 'completion' field")
+    s.add_argument("task", help="the task whose rewards score the rows")
+    s.add_argument("--input", "-i", required=True, help="the JSONL file: the example's fields plus a 'completion'")
+    s.add_argument("--output", "-o", help="where the scored rows go (default: INPUT.scored.jsonl)")
+    workers(s)
+    option(s, "a task option")
     s.set_defaults(fn=cmd_score)
 
-    s = sub.add_parser("check", help="run tasks' fixtures through the scoring service (twice); warn of weak tests")
-    s.add_argument("names", nargs="*")
-    s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a task option for its example streams and probes (e.g. source=FILE: check a data set)")
+    s = command("check", "run tasks' fixtures through the scoring service (twice); warn of weak tests")
+    s.add_argument("names", nargs="*", metavar="TASK",
+                   help="tasks and environments to check (default: all; unknown ones are reported, the rest checked)")
+    workers(s)
+    option(s, "a task option for its example streams and probes (e.g. source=FILE: check a data set)")
     s.set_defaults(fn=cmd_check)
 
-    s = sub.add_parser("play", help="play one episode of an environment in the terminal, typing the assistant's turns")
-    s.add_argument("name")
-    s.add_argument("--split", default="train")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="an environment option")
+    s = command("play", "play one episode of an environment in the terminal, typing the assistant's turns")
+    s.add_argument("name", help="the environment to play")
+    examples(s, "the episode's example comes from")
+    option(s, "an environment option")
+    s.add_argument("--reveal", action="store_true", help="print the example's gold data when the episode ends")
     s.set_defaults(fn=cmd_play)
 
-    s = sub.add_parser("rewards", help="list rewards, or describe one: what it checks, gold keys, scores, statuses")
-    s.add_argument("name", nargs="?")
+    s = command("rewards", "list rewards, or describe one (or an environment's own outcome): what it checks, "
+                "gold keys, scores, statuses")
+    s.add_argument("name", nargs="?", help="a reward, or an environment (its own outcome), to describe")
     s.add_argument("--markdown", action="store_true", help="print markdown (the format of docs/rewards.md)")
     s.set_defaults(fn=cmd_rewards)
 
-    s = sub.add_parser("doctor", help="report the sandbox isolation this machine grants")
+    s = command("doctor", "report the sandbox isolation this machine grants")
     s.set_defaults(fn=cmd_doctor)
 
-    s = sub.add_parser("train", help="train with a recipe: grpo-env train RECIPE [--train.lr=1e-5 ...]")
-    s.add_argument("recipe")
+    s = command("train", "train with a recipe: grpo-env train RECIPE [--train.lr=1e-5 ...]", epilog=OVERRIDES,
+                usage="%(prog)s [-h] [--resume] RECIPE [--key=value ...]")
+    s.add_argument("recipe", metavar="RECIPE", help="the recipe TOML file (tasks/*.toml are examples)")
     s.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("eval", help="accuracy per task on the held-out split")
-    s.add_argument("recipe")
-    s.add_argument("--model", help="a checkpoint or model directory (default: the recipe's model)")
+    s = command("eval", "accuracy per task on the held-out split", epilog=OVERRIDES,
+                usage="%(prog)s [-h] [--model DIR] [--samples K] [--temperature T] RECIPE [--key=value ...]")
+    s.add_argument("recipe", metavar="RECIPE", help="the recipe TOML file: its tasks, model and [train.eval] settings")
+    s.add_argument("--model", metavar="DIR", help="a checkpoint or model directory (default: the recipe's model)")
     s.add_argument("--samples", type=int, default=1, metavar="K",
                    help="K samples per prompt: pass@1 .. pass@K and the mean reward (default 1: greedy)")
-    s.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0 when K > 1)")
+    s.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help="sampling temperature (default 1.0 when K > 1)")
     s.set_defaults(fn=cmd_eval)
 
-    s = sub.add_parser("report", help="regenerate a run directory's plots and markdown summary")
-    s.add_argument("run_dir")
+    s = command("report", "regenerate a run directory's plots and markdown summary")
+    s.add_argument("run_dir", help="a run directory (the recipe's [train] output_dir)")
     s.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("init", help="scaffold a plugin distribution: task, reward, fixtures, tests, recipe")
+    s = command("init", "scaffold a plugin distribution: task, reward, fixtures, tests, recipe")
     s.add_argument("name", help="the plugin, task and entry-point name (lower case, digits, '_')")
     s.add_argument("--dir", help="where to write it (default: ./grpo-env-NAME; must not exist or be empty)")
     s.set_defaults(fn=cmd_init)

@@ -17,12 +17,13 @@ a task's. A single-turn task is the one-turn case: its episode ends after the fi
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from grpo_env.types import Example, Expectation, Message, Outcome, Task
+from grpo_env.types import Example, Expectation, Message, Outcome, Status, Task
 
 TOOL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
@@ -183,6 +184,11 @@ class Environment(Task):
     ``max_turns`` caps assistant turns (``turn_limit(example)`` may lower it per example); ``step_timeout`` is the hard deadline of one turn's
     environment work (tool calls included) and ``episode_timeout`` of the whole episode's; past
     either the episode ends with status ``timeout``.
+
+    ``outcome_range`` (lowest, highest score) and ``outcome_statuses`` describe the environment's own
+    outcome, as a reward's ``min_score``/``max_score`` and ``statuses`` do (``grpo-env rewards NAME``
+    prints them; ``grpo-env check`` fails a scripted episode whose outcome falls outside them).
+    ``error``, ``timeout`` and ``not_applicable`` (no outcome given) are always possible.
     """
 
     make: Callable[[Example], Episode]
@@ -192,6 +198,16 @@ class Environment(Task):
     step_timeout: float = Field(default=10.0, gt=0)
     episode_timeout: float = Field(default=60.0, gt=0)
     fixtures: list[EpisodeFixture] | Callable[[], list[EpisodeFixture]] = Field(default_factory=list)  # type: ignore[assignment]
+    outcome_range: tuple[float, float] = (0.0, 1.0)  # the lowest and highest score of its own outcome
+    outcome_statuses: tuple[Status, ...] = ()  # the statuses its own outcome reports (empty: not declared)
+
+    @model_validator(mode="after")
+    def _outcome_range(self) -> "Environment":
+        low, high = self.outcome_range
+        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+            raise ValueError(f"environment {self.name!r}: outcome_range {self.outcome_range} must be two finite "
+                             "scores, the lowest first")
+        return self
 
     @model_validator(mode="after")
     def _tools_unique(self) -> "Environment":

@@ -44,6 +44,7 @@ ENTRY_POINT_GROUP = "grpo_env"
 ENV_ALLOW = "GRPO_ENV_PLUGINS"
 ENV_BLOCK = "GRPO_ENV_BLOCK_PLUGINS"
 log = logging.getLogger(__name__)
+LISTERS = {"task": "grpo-env tasks", "reward": "grpo-env rewards"}  # the command that lists each kind
 
 
 class PluginError(Exception):
@@ -96,9 +97,10 @@ class Registry:
                 why = info.dropped.get(name) or info.error or "; ".join(info.problems)
                 raise PluginError(f"{kind} {name!r} of plugin {info.name!r} is unavailable: {why}")
         hint = difflib.get_close_matches(name, table, n=1)
-        known = ", ".join(sorted(table)) or "none"
         failed = [f"{i.name!r}" for i in self.plugins.values() if i.status == "failed"]
-        msg = f"no {kind} named {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; known: {known}"
+        lister = LISTERS.get(kind, "grpo-env plugins")  # the names themselves: a list, not a wall of them here
+        msg = (f"no {kind} named {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+               + f"; {len(table)} {kind}s are registered (`{lister}` lists them)")
         if failed:
             msg += f". Plugins that failed to load: {', '.join(failed)} (see `grpo-env plugins`)"
         raise PluginError(msg)
@@ -380,19 +382,32 @@ def _resolve_components(task: Task, rewards: dict[str, Reward], info: PluginInfo
     required = [r for r in absent if r not in task.optional]
     left = {r: w for r, w in task.rewards.items() if r not in absent}
     if required or not left:
-        why = "; ".join(_why_missing(r, rewards, infos) for r in required or absent)
+        why = "; ".join(_why_missing(r, rewards, infos, own) for r in required or absent)
         reason = f"it uses unregistered reward(s): {why}"
         info.dropped[task.name] = reason
         info.problems.append(f"task {task.name!r} dropped: {reason}")
         return None
     for r in absent:
-        info.warnings.append(f"task {task.name!r}: optional reward {_why_missing(r, rewards, infos)} left out")
+        info.warnings.append(f"task {task.name!r}: optional reward {_why_missing(r, rewards, infos, own)} left out")
     return task.model_copy(update={"rewards": left})
 
 
-def _why_missing(reward: str, rewards: dict[str, Reward], infos: dict[str, PluginInfo]) -> str:
-    """``reward`` named with why no loaded plugin provides it: the plugin that would (by what it
+def own_outcome_hint(name: str, environment: str | None) -> str | None:
+    """``did you mean 'ENV' (the environment's own outcome)?`` when ``name``, a reward an environment's
+    rewards name, is a misspelling of the environment's own name (``games.gues`` for ``games.guess``)."""
+    if environment is None or name == environment or not difflib.get_close_matches(name, [environment], n=1):
+        return None
+    return f"did you mean {environment!r} (the environment's own outcome)?"
+
+
+def _why_missing(reward: str, rewards: dict[str, Reward], infos: dict[str, PluginInfo],
+                 environment: str | None = None) -> str:
+    """``reward`` named with why no loaded plugin provides it: it is close to the environment's own
+    name (``environment``: the task's, when it is one), the plugin that would provide it (by what it
     registered, or by the reward's prefix) is not loaded, or the name is close to a registered one."""
+    own = own_outcome_hint(reward, environment)
+    if own is not None:
+        return f"{reward!r} (no such reward; {own})"
     owner = next((i for i in infos.values() if reward in i.rewards and i.status != "loaded"), None)
     prefix = infos.get(reward.split(".")[0])
     if owner is None and prefix is not None and prefix.status != "loaded":

@@ -79,6 +79,42 @@ def reward_markdown(reward: Reward, plugin: str, escape: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+# the statuses an environment's own outcome may have whatever it declares: the core gives them
+ENV_ALWAYS = (Status.ERROR, Status.TIMEOUT, Status.NOT_APPLICABLE)
+ENV_ALWAYS_TEXT = ("`error` (the environment raised or its process died; excluded from training), `timeout` (it ran "
+                   "past its step or episode deadline; 0), `not_applicable` (it ended the episode without an "
+                   "outcome: its reward components judge alone)")
+
+
+def outcome_range(env) -> str:
+    """An environment's declared outcome scores, ``low to high``."""
+    low, high = env.outcome_range
+    return f"{low:g} to {high:g}"
+
+
+def environment_markdown(env, plugin: str, escape: bool = True) -> str:
+    """An environment's own outcome as a markdown section, in the shape of a reward's: what the
+    environment judges, its score range and statuses, how its rewards weigh it, its deadlines."""
+    md = _md if escape else str
+    own = env.rewards.get(env.name)
+    others = ", ".join(f"{n} = {w:g}" for n, w in env.rewards.items() if n != env.name)
+    lines = [f"## `{env.name}` (an environment's own outcome)", "",
+             f"Plugin `{plugin}`. The outcome environment `{env.name}` gives each episode it ends, or that the "
+             f"core stops (`Episode.end`). The environment: {md(env.description) or '(no description)'}", ""]
+    lines.append(f"- score: {outcome_range(env)} (declared outcome_range)")
+    statuses = ", ".join(f"`{s}`" for s in env.outcome_statuses) or "not declared"
+    lines.append(f"- statuses: {statuses}; and always possible: {ENV_ALWAYS_TEXT}")
+    if own:
+        weighed = f"weight {own:g} under its own name" + (f", with {others}" if others else "")
+    else:
+        weighed = (f"weight 0: its rewards ({others or 'none'}) leave it out; reported, not paid, unless a "
+                   f"recipe adds \"{env.name}\" to the task's rewards")
+    lines.append(f"- in its rewards: {weighed}")
+    lines.append(f"- deadlines: {env.step_timeout:g} s per turn, {env.episode_timeout:g} s per episode "
+                 "(past either the outcome is `timeout`)")
+    return "\n".join(lines) + "\n"
+
+
 def rewards_page(rewards: Mapping[str, Reward], origin: Mapping[str, str], plugins: Iterable[str]) -> str:
     """A markdown page of every reward of the named ``plugins`` (``origin``: reward name -> plugin);
     with the built-in plugins it is docs/rewards.md."""

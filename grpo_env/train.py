@@ -24,6 +24,7 @@ from grpo_env.engine.episode_watch import EnvironmentFailing
 from grpo_env.engine.monitor import MonitorAlarm
 from grpo_env.engine.trainer import ScoreFn, TrainingDiverged, train
 from grpo_env.mixture import MixEntry, MixtureError, TaskMixture
+from grpo_env.plugins import own_outcome_hint
 from grpo_env.recipe import Recipe, RecipeError, load_recipe
 from grpo_env.types import Example, Scored, Status
 
@@ -45,8 +46,17 @@ def mix_entries(recipe: Recipe, registry) -> list[MixEntry]:
             raise RecipeError(f"task {t.name!r} is flagged: {'; '.join(flags)}. Its reward would train on a broken "
                               f"signal; set allow_flagged = true on this task in the recipe to use it anyway")
         entry = MixEntry(task=task, weight=t.weight, options=options, rewards=t.rewards, prefill=t.prefill)
+        own = task.name if entry.is_environment else None
         for name in entry.components:
+            hint = own_outcome_hint(name, own) if name not in registry.rewards else None
+            if hint is not None:  # "games.gues": a slip of the environment's own name, not a missing plugin
+                raise RecipeError(f"tasks.{t.name}.rewards: no reward named {name!r} ({hint})")
             registry.reward(name)  # an unknown reward fails here, naming it, not mid-run
+        if own is not None and t.rewards is not None and own not in t.rewards and task.rewards.get(own):
+            print(f"warning: tasks.{t.name}.rewards leaves out the environment's own outcome {own!r} (weight "
+                  f"{task.rewards[own]:g} by default), so it weighs 0: episodes are judged by "
+                  f"{', '.join(t.rewards) or 'nothing'} alone; add \"{own}\" = {task.rewards[own]:g} to "
+                  "the recipe's rewards to keep it", file=sys.stderr)
         entries.append(entry)
     return entries
 
@@ -166,7 +176,9 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         return _fail(str(e))
     if dist.main:  # only rank 0 writes the run directory
         if resume and checkpoint.latest(out / "checkpoints") is None:
-            print(f"note: no checkpoint under {out}/checkpoints; starting from scratch", file=sys.stderr)
+            unsaved = "; [train] save = false writes none" if not recipe.train.save else ""
+            print(f"note: nothing to resume: no checkpoint under {out}/checkpoints{unsaved}; starting from scratch",
+                  file=sys.stderr)
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
         (out / "plugins.json").write_text(json.dumps(plugin_versions(registry, entries), indent=2))
@@ -193,7 +205,10 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
     if not dist.main:
         return 0
     last = run.history[-1] if run.history else {}
-    print(f"done: {run.step} steps; last reward {last.get('reward_mean')}; logs and checkpoints in {out}")
+    reward = last.get("reward_mean")
+    shown = f"{reward:.3f}" if isinstance(reward, (int, float)) else "-"  # None: the last step had no finite reward
+    kept = "logs and checkpoints" if recipe.train.save else "logs (no checkpoints: [train] save = false)"
+    print(f"done: {run.step} steps; last reward {shown}; {kept} in {out}")
     if run.history:
         from grpo_env.report import write_report
 

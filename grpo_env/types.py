@@ -7,12 +7,13 @@ components that score a completion, with weights. A *reward* is a function
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from enum import Enum
 from typing import Any, Callable, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\Z")  # \Z: "$" would let a trailing newline through
 
@@ -221,7 +222,10 @@ class Task(BaseModel):
             if options:
                 raise ValueError(f"task {self.name!r} takes no options, got {sorted(options)}")
             return {}
-        return self.options.model_validate(options).model_dump()
+        try:
+            return self.options.model_validate(options).model_dump()
+        except ValidationError as e:
+            raise OptionsError(explain_options(self.options, e)) from None
 
     def example_from_row(self, row: dict[str, Any], options: dict[str, Any] | None = None) -> Example:
         opts = self.parse_options(options)
@@ -231,6 +235,28 @@ class Task(BaseModel):
             fields = {k: v for k, v in row.items() if k not in ("id", "prompt", "completion", "task")}
             ex = Example(id=str(row.get("id", "")), prompt=row.get("prompt", ""), gold=fields)
         return ex.model_copy(update={"task": self.name})
+
+
+class OptionsError(ValueError):
+    """A task's options do not validate: which option and why (a close name for a misspelled one)."""
+
+
+def explain_options(model: type[BaseModel], e: ValidationError) -> str:
+    """A pydantic error about task options in a line: an unknown option with the close name it may
+    be a misspelling of (``difflib``), a bad value with the option's name, and the options there are."""
+    known = list(model.model_fields)
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+            hint = difflib.get_close_matches(loc, known, n=1)
+            parts.append(f"unknown option {loc!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        elif loc:
+            got = "" if err["type"] == "missing" else f" (got {repr(err.get('input'))[:80]})"
+            parts.append(f"option {loc!r}: {err['msg']}{got}")
+        else:
+            parts.append(err["msg"])
+    return "; ".join(parts) + f"; the options are {', '.join(known) or 'none'}"
 
 
 class Reward(BaseModel):

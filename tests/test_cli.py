@@ -266,7 +266,7 @@ def test_check_prints_the_error_message_and_a_readable_traceback(register_plugin
     assert main(["check", "cli_raises"]) == 1
     text = capsys.readouterr().out
     line = next(l for l in text.splitlines() if "should be right" in l)
-    assert "got cli.raises=0 (error): reward 'cli.raises' raised KeyError: 'gold field missing'" in line
+    assert "got cli.raises (error, excluded): reward 'cli.raises' raised KeyError: 'gold field missing'" in line
     tb = text[text.index(line):].splitlines()[1:]
     assert tb[0].strip() == "Traceback (most recent call last):"
     assert any(l.strip() == 'raise KeyError("gold field missing")' for l in tb)

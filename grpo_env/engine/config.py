@@ -56,9 +56,10 @@ class TrainConfig(BaseModel):
     output_dir: str = "runs/{name}"  # where checkpoints and logs go ({name}: the recipe's name)
     save_every: int = Field(default=10, ge=0)  # checkpoint every N steps (0: only at the end)
     keep_checkpoints: int = Field(default=2, ge=1)  # older checkpoints are deleted
+    save: bool = True  # write checkpoints (false: none at all, for smoke runs; --resume then has nothing to resume)
     log_samples: int = Field(default=2, ge=0)  # completions per step written to samples.log
     tensorboard: bool = False  # also log metrics.jsonl as TensorBoard scalars in <run>/tensorboard/ (extra: tensorboard)
-    progress: bool = True  # rich progress bar on the terminal
+    progress: bool = True  # rich progress bar on the terminal (false: one plain line per step on stderr)
     split: str = "train"  # split the training prompts are drawn from
 
     # --- sampling

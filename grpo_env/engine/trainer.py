@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import shutil
+import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -712,6 +713,8 @@ def train(
                 log.samples(run.step, view, cfg.log_samples)
             run.history.append(record)
             prog.update(bar, advance=1, info=_headline(record))
+            if not cfg.progress and dist.main:  # no bar: a plain line per step (logs, pipes, CI)
+                print(f"step {run.step}/{cfg.steps}  {_headline(record)}", file=sys.stderr, flush=True)
             watch.check()  # every episode of an environment failed too many steps in a row: EnvironmentFailing
             if run.bad_steps >= cfg.max_bad_steps:
                 raise TrainingDiverged(f"{run.bad_steps} steps in a row had a non-finite loss or gradient (step {run.step})")
@@ -719,7 +722,8 @@ def train(
             # 6. checkpoint (atomic, written by rank 0; every rank adds its RNG state, FSDP and DeepSpeed their shards);
             #    a monitor alarm with on_alarm = "stop" ends the run here, checkpointed
             stopping = monitor is not None and monitor.stopping()
-            if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps or stopping:
+            due = (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps or stopping
+            if cfg.save and due:  # save = false: a smoke run writes no checkpoint
                 ckpts.save(run)
                 dist.barrier()  # nobody runs ahead of (or exits before) a checkpoint
             if stopping:

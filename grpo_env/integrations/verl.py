@@ -129,10 +129,13 @@ def compute_score(data_source=None, solution_str=None, ground_truth=None, extra_
     return compute_score_batch([data_source], [solution_str], [ground_truth], [extra_info])[0]
 
 
-def verl_rows(task: Task, split: str, n: int, seed: int = 0, options: dict | None = None) -> list[dict[str, Any]]:
-    """``n`` examples of ``task`` as rows of verl's RL parquet format (prompt, data_source, reward_model ...)."""
+def verl_rows(task: Task | str, split: str, n: int, seed: int = 0, options: dict | None = None) -> list[dict[str, Any]]:
+    """``n`` examples of ``task`` (a task, or a registered task's name: ``verl_rows("math_arith", "train",
+    100)``) as rows of verl's RL parquet format (prompt, data_source, reward_model ...)."""
     import itertools
 
+    if isinstance(task, str):
+        task = task_of(task)  # an unknown name is an error naming it (and a close one)
     opts = task.parse_options(options)
     rows = []
     for i, ex in enumerate(itertools.islice(task.examples(split, seed, opts), n)):

@@ -269,4 +269,8 @@ def feedback_environment() -> Environment:
         step_timeout=30.0,  # two sandbox runs (visible, then hidden) of at most 10 s each
         episode_timeout=120.0,
         fixtures=fixtures,
+        outcome_range=(0.0, 1.0),  # the share of hidden tests passed, less the attempt penalty
+        outcome_statuses=(Status.CORRECT, Status.PARTIAL, Status.INCORRECT, Status.UNPARSABLE, Status.REJECTED,
+                          Status.TIMEOUT, Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.RUNTIME_ERROR,
+                          Status.SYNTAX_ERROR, Status.NOT_APPLICABLE),  # code.tests' statuses on the hidden tests
     )

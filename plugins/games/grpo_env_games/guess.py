@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from grpo_env.environment import Environment, Episode, EpisodeFixture, Step, Turn
-from grpo_env.types import Example, Message, Outcome
+from grpo_env.types import Example, Message, Outcome, Status
 
 NAME = "games.guess"
 TURN_CAP = 16  # the environment's turn limit; the ``max_turns`` option ends episodes sooner
@@ -162,4 +162,6 @@ def guess_environment() -> Environment:
         step_timeout=5.0,
         episode_timeout=30.0,
         fixtures=fixtures,
+        outcome_range=(0.0, 1.0),
+        outcome_statuses=(Status.CORRECT, Status.INCORRECT),  # found (1), or not within the guesses (0)
     )

@@ -181,4 +181,6 @@ def python_environment() -> Environment:
         step_timeout=30.0,  # at most MAX_RUNS sandbox runs of 3 s, plus the sandbox's start
         episode_timeout=60.0,
         fixtures=fixtures,
+        outcome_range=(0.0, 0.0),  # no credit of its own: math.answer pays the final answer
+        outcome_statuses=(Status.INCORRECT,),  # only for an episode the core stopped (no final answer)
     )
