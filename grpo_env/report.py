@@ -171,14 +171,17 @@ def alarms_section(records: list[dict[str, Any]]) -> list[str]:
             key = (a["task"], a["signal"])
             seen = found.setdefault(key, {**a, "steps": 0, "worst": a["value"]})
             seen["steps"] += 1
+            seen["last"] = r["step"]
             high = a["value"] >= a["threshold"]
             seen["worst"] = max(seen["worst"], a["value"]) if high else min(seen["worst"], a["value"])
     if not found:
         return []
     lines = ["## Alarms", "", "Reward-hacking signals past their thresholds (docs/monitors.md says what each means).", "",
-             "| task | signal | began at step | steps alarmed | worst value | threshold |", "|---|---|---|---|---|---|"]
+             "| task | signal | began at step | last at step | steps alarmed | worst value | threshold |",
+             "|---|---|---|---|---|---|---|"]
     for (task, signal), a in sorted(found.items(), key=lambda kv: kv[1]["first_step"]):
-        lines.append(f"| {task} | {signal} | {a['first_step']} | {a['steps']} | {a['worst']:g} | {a['threshold']:g} |")
+        lines.append(f"| {task} | {signal} | {a['first_step']} | {a['last']} | {a['steps']} | {a['worst']:g} | "
+                     f"{a['threshold']:g} |")
     return lines + [""]
 
 

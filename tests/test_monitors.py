@@ -138,11 +138,12 @@ def test_a_hackable_reward_sets_off_the_monitor_when_the_hack_takes_hold(tmp_pat
     assert (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir())
     report = (run / "report" / "report.md").read_text()
     assert report.index("## Alarms") < report.index("- steps:")
-    assert f"| hack_z | hack.watch.z_heavy | {began} |" in report
+    assert f"| hack_z | hack.watch.z_heavy | {began} | {last['step']} |" in report
     assert (run / "report" / "monitors.png").exists()
     # the cost: the monitor's share of each step on the critical path
     share = [r["time"]["monitor"] / r["time"]["total"] for r in recs]
     assert max(share) < 0.25, share  # tiny steps (~0.2 s); docs/monitors.md measures SmolLM2's
+    assert all(r["monitor_background_s"] > 0 for r in recs)  # plugin signals and strict re-scoring, beside the update
 
 
 @pytest.mark.slow

@@ -105,6 +105,7 @@ class StepMonitor:
         self.alarmed: set[str] = set()  # "task/signal" already warned about
         self.first_alarm: dict[str, int] = {}  # "task/signal" -> the step it first passed its threshold
         self.seconds = 0.0  # time spent on the critical path (begin + finish) in the last step
+        self.background = 0.0  # time the last step's background work took (beside the update)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="grpo-env-monitor") if dist.main else None
         self._stop = ""  # why the run stops after this step, if it does
 
@@ -113,7 +114,7 @@ class StepMonitor:
     def begin(self, step: int, view) -> Future | None:
         """Start the step's background signals (``view``: the step's examples, texts, scored, lengths,
         truncated and episodes, every rank's rows)."""
-        self.seconds, self._stop = 0.0, ""
+        self.seconds, self.background, self._stop = 0.0, 0.0, ""
         if not (self.cfg.enabled and self.dist.main and view.examples):
             return None
         t = time.perf_counter()
@@ -204,6 +205,13 @@ class StepMonitor:
 
     def _background(self, step: int, examples, texts, scored) -> dict[str, dict[str, Any]]:
         """Plugin signals over every single-turn row, and strict re-scoring of a sample of them."""
+        t = time.perf_counter()
+        try:
+            return self._background_signals(step, examples, texts, scored)
+        finally:
+            self.background = time.perf_counter() - t
+
+    def _background_signals(self, step: int, examples, texts, scored) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = defaultdict(dict)
         single = [i for i, s in enumerate(scored) if not is_canary(examples[i])]
         if self.signals_fn is not None and single:
