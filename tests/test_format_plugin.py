@@ -428,9 +428,11 @@ def test_demo_fixtures_pass_through_the_scoring_service():
         outs = service.score([(name, ex(), hostile) for name in REWARDS])
         blank = "<think>a</think><answer>" + "\u3164\u2800\ufe0f\U000e0020\u034f\uffa0" * 1_000_000 + "</answer>"
         blank_outs = service.score([(f"format.{name}", ex(), blank) for name in CONTENT_REWARDS])
-    assert len(outs) == 6 and all(o.status is not Status.ERROR for o in outs)
+        blank_box = "\\boxed{" + "\u3164\u2800\ufe0f\U000e0020\u034f\uffa0" * 1_000_000 + "}"
+        blank_outs += service.score([("format.boxed", ex(), blank_box)])
+    assert len(outs) == len(REWARDS) == 7 and all(o.status is not Status.ERROR for o in outs)
     assert outs[list(REWARDS).index("format.tag_count")].score == 0.0
-    assert [(o.score, o.status) for o in blank_outs] == [(0.0, Status.INCORRECT)] * 3, blank_outs
+    assert [(o.score, o.status) for o in blank_outs] == [(0.0, Status.INCORRECT)] * 4, blank_outs
 
 
 # -- invisible content (security review #10, item 17) --------------------------------------------
