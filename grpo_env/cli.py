@@ -135,9 +135,78 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         return 0
     out.print(f"\nexample {example.id!r} ({args.split}, seed {args.seed}):")
     for m in example.prompt:
-        out.print(f"[cyan]{m.role}:[/] {m.content}", highlight=False)
-    out.print(f"[dim]gold: {json.dumps(example.gold, ensure_ascii=False)[:1000]}[/]", highlight=False)
+        out.print(f"[cyan]{m.role}:[/] {escape(m.content)}", highlight=False)
+    out.print(f"[dim]gold: {escape(json.dumps(example.gold, ensure_ascii=False)[:1000])}[/]", highlight=False)
+    if isinstance(task, Environment) or args.model or args.system_prompt is not None:
+        _print_seen(example, task, args.model, args.system_prompt)
     return 0
+
+
+class _MessagesOnly:
+    """A stand-in tokenizer whose chat template renders nothing but the messages it is given (as
+    JSON), and no tools: :func:`grpo_env.engine.sampling.render_prompt` through it gives the exact
+    messages a chat template that does not render tools receives, the tool fallback included."""
+
+    chat_template = "grpo-env: the messages only"
+
+    def apply_chat_template(self, messages, tokenize=False, **_: Any) -> str:
+        return json.dumps(list(messages))
+
+
+def seen_messages(example, tools: list[dict[str, Any]], system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The messages of ``example``'s prompt as a chat template that does not render tools gets them
+    (SmolLM2's): ``system_prompt`` (``[train] system_prompt``) as a first system message when the
+    prompt has none, the tools' specs and call format appended to the system message (the fallback),
+    a final assistant message (a prefill) left out: it is put after the opened turn, verbatim."""
+    from grpo_env.engine.sampling import prefill_of, render_prompt
+
+    ex = example.model_copy(update={"tools": tools})
+    text = render_prompt(ex, _MessagesOnly(), True, system_prompt)
+    prefill = prefill_of(ex)
+    return json.loads(text[: len(text) - len(prefill)] if prefill else text)
+
+
+def _print_seen(example, task, model: str | None, system_prompt: str | None) -> None:
+    """What the model is shown: with ``model``, its tokenizer's rendering of the prompt, verbatim;
+    without, the system message of the tool fallback (chat templates without tools), said so."""
+    tools = task.tool_specs() if isinstance(task, Environment) else []
+    if model:
+        from grpo_env.engine import chat
+        from grpo_env.engine.config import ModelConfig
+        from grpo_env.engine.model import ModelError, load_tokenizer
+        from grpo_env.engine.sampling import render_prompt
+
+        try:
+            tok = load_tokenizer(ModelConfig(name=model))
+        except ModelError as e:
+            raise CLIError(str(e)) from None
+        if not chat.has_template(tok):
+            how = "it has no chat template: plain text" + (", the tools' system message first" if tools else "")
+        elif tools and chat.probe(tok)[0]:
+            how = "its chat template renders the tools"
+        elif tools:
+            how = "its chat template does not render tools: they are in the system message (the fallback)"
+        else:
+            how = "its chat template"
+        ex = example.model_copy(update={"tools": tools})
+        out.print(f"\n[bold]the prompt as {escape(model)}'s tokenizer renders it[/] ({escape(how)}), between the lines:",
+                  highlight=False)
+        out.print("-" * 40 + "\n" + escape(render_prompt(ex, tok, True, system_prompt)) + "\n" + "-" * 40,
+                  highlight=False)
+        return
+    messages = seen_messages(example, tools, system_prompt)
+    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
+    if tools:
+        what = ("the system message the model sees under a chat template that does not render tools (SmolLM2's), "
+                "with the tool fallback; no model given, so this is the fallback text that would be used (a "
+                "template that renders tools offers the same specs its own way; --model NAME shows the exact prompt)")
+    else:
+        what = "the system message the model sees (--model NAME shows the exact prompt)"
+    if system_prompt is not None:
+        what += "; --system-prompt stands for [train] system_prompt"
+    out.print(f"\n[bold]system message[/] ({escape(what)}), between the lines:", highlight=False)
+    out.print("-" * 40 + "\n" + (escape(system) if system is not None else "(none)") + "\n" + "-" * 40,
+              highlight=False)
 
 
 def _episode_summary(task) -> str:
@@ -284,8 +353,19 @@ def cmd_play(args: argparse.Namespace) -> int:
               "end of input stops the episode.", highlight=False)
     for tool in env.tools:
         out.print(f"[cyan]tool {tool.name}[/]: {tool.description} {json.dumps(tool.parameters)}", highlight=False)
-    for m in example.prompt:
-        out.print(f"[cyan]{m.role}:[/] {escape(m.content)}", highlight=False)
+    if args.model:  # the exact prompt, as the model's tokenizer renders it
+        _print_seen(example, env, args.model, args.system_prompt)
+    else:  # the model's messages, its system message as a template without tools gets it
+        from grpo_env.engine.sampling import prefill_of
+
+        for m in seen_messages(example, env.tool_specs(), args.system_prompt):
+            out.print(f"[cyan]{m['role']}:[/] {escape(m['content'])}", highlight=False)
+        if prefill_of(example):  # the assistant's turn starts with it
+            out.print(f"[cyan]assistant (prefill):[/] {escape(prefill_of(example))}", highlight=False)
+        if env.tools:
+            out.print("[dim](the system message above is the tool fallback, what a chat template that does not "
+                      "render tools gets, SmolLM2's; --model NAME shows the exact prompt of a model)[/]",
+                      highlight=False)
     rewards = {n: reg.reward(n) for n in env.rewards if n != env.name}
     with ScoringService(rewards, workers=1) as service, EpisodeHost({env.name: (env, env.rewards)}, service) as host:
         batch = host.open([example])
@@ -428,13 +508,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     except ScaffoldError as e:
         raise CLIError(str(e)) from None
     reg = _registry(warn=False)
-    taken = [f"{kind} {n!r}" for kind, n, table in (("plugin", args.name, reg.plugins), ("task", args.name, reg.tasks),
-                                                    ("reward", f"{args.name}.exact", reg.rewards)) if n in table]
+    names_of = [("plugin", args.name, reg.plugins), ("task", args.name, reg.tasks)]
+    if not args.environment:  # an environment plugin registers no reward
+        names_of.append(("reward", f"{args.name}.exact", reg.rewards))
+    taken = [f"{kind} {n!r}" for kind, n, table in names_of if n in table]
     if taken:
         raise CLIError(f"cannot create plugin {args.name!r}: {', '.join(taken)} already exist(s) "
                        "(see `grpo-env plugins`); choose another name")
     try:
-        root, files = write_plugin(args.name, args.dir)
+        root, files = write_plugin(args.name, args.dir, environment=args.environment)
     except (ScaffoldError, OSError) as e:
         raise CLIError(str(e)) from None
     out.print(f"created {subs['dist']} in {root}/:", highlight=False)
@@ -474,10 +556,19 @@ def build_parser() -> argparse.ArgumentParser:
                 "rewards, monitors)")
     s.set_defaults(fn=cmd_plugins)
 
+    def seen(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--model", metavar="NAME",
+                       help="show the prompt exactly as this model's tokenizer renders it (a recipe's [model] name: "
+                            "smollm2, a hub id or a directory); without it, an environment shows the system message "
+                            "of the tool fallback")
+        s.add_argument("--system-prompt", metavar="TEXT",
+                       help="a recipe's [train] system_prompt, to see how it combines with the prompt and the tools")
+
     s = command("tasks", "list tasks and environments, or show one with a rendered example prompt")
     s.add_argument("name", nargs="?", help="a task or environment to show (default: list them all)")
     examples(s, "the example comes from")
     option(s, "a task option")
+    seen(s)
     s.set_defaults(fn=cmd_tasks)
 
     s = command("score", "score a JSONL file of rows with a 'completion' field")
@@ -500,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     examples(s, "the episode's example comes from")
     option(s, "an environment option")
     s.add_argument("--reveal", action="store_true", help="print the example's gold data when the episode ends")
+    seen(s)
     s.set_defaults(fn=cmd_play)
 
     s = command("rewards", "list rewards, or describe one (or an environment's own outcome): what it checks, "
@@ -531,8 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir", help="a run directory (the recipe's [train] output_dir)")
     s.set_defaults(fn=cmd_report)
 
-    s = command("init", "scaffold a plugin distribution: task, reward, fixtures, tests, recipe")
+    s = command("init", "scaffold a plugin distribution: task, reward, fixtures, tests, recipe (or, with "
+                "--environment, an environment)")
     s.add_argument("name", help="the plugin, task and entry-point name (lower case, digits, '_')")
+    s.add_argument("--environment", action="store_true",
+                   help="an environment plugin: an episode with a tool and feedback, scripted episodes, tests "
+                        "that play them, a recipe mixing it with math_arith")
     s.add_argument("--dir", help="where to write it (default: ./grpo-env-NAME; must not exist or be empty)")
     s.set_defaults(fn=cmd_init)
     return p

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -81,6 +81,7 @@ class Turn(BaseModel):
 
     number: int  # 1 for the first turn
     text: str  # the model's text (for turn 1 after the prompt's prefill, if any)
+    truncated: bool = False  # cut at max_new_tokens (only with ``on_truncated="step"``): the text stops mid-turn
 
 
 class Step(BaseModel):
@@ -122,7 +123,9 @@ class Episode:
         self.example = example
 
     def step(self, turn: Turn) -> Step:
-        """A turn without tool calls: reply with observations, or end the episode."""
+        """A turn without tool calls: reply with observations, or end the episode. Under the
+        environment's ``on_truncated="step"``, also a turn cut at ``max_new_tokens``
+        (``turn.truncated``), tool calls or not."""
         return Step.end()
 
     def call_tool(self, call: ToolCall) -> str:
@@ -131,7 +134,8 @@ class Episode:
         raise ToolError(f"tool {call.name!r} is not implemented by this environment")
 
     def end(self, reason: str) -> Outcome:
-        """The outcome of an episode the core stopped (``reason``: ``turns``, ``tokens``); no credit by default."""
+        """The outcome of an episode the core stopped (``reason``: ``turns``, ``tokens``, ``truncated``); no
+        credit by default."""
         return Outcome.incorrect(reason=reason)
 
 
@@ -189,6 +193,13 @@ class Environment(Task):
     outcome, as a reward's ``min_score``/``max_score`` and ``statuses`` do (``grpo-env rewards NAME``
     prints them; ``grpo-env check`` fails a scripted episode whose outcome falls outside them).
     ``error``, ``timeout`` and ``not_applicable`` (no outcome given) are always possible.
+
+    ``on_truncated``: what a turn cut at ``max_new_tokens`` (no end-of-turn token) does. ``"end"``
+    (the default): the core ends the episode, ``truncated`` (:meth:`Episode.end` judges it).
+    ``"step"``: the cut turn goes to :meth:`Episode.step` as it is, with ``turn.truncated`` set (its
+    tool calls are not run), so the environment may answer ("your answer was cut: be shorter") or
+    end the episode; the training sequence keeps the cut turn's sampled ids, closed by the
+    end-of-turn token the core adds (not trained on), then the environment's increment.
     """
 
     make: Callable[[Example], Episode]
@@ -200,6 +211,7 @@ class Environment(Task):
     fixtures: list[EpisodeFixture] | Callable[[], list[EpisodeFixture]] = Field(default_factory=list)  # type: ignore[assignment]
     outcome_range: tuple[float, float] = (0.0, 1.0)  # the lowest and highest score of its own outcome
     outcome_statuses: tuple[Status, ...] = ()  # the statuses its own outcome reports (empty: not declared)
+    on_truncated: Literal["end", "step"] = "end"  # a turn cut at max_new_tokens: ends the episode, or goes to step()
 
     @model_validator(mode="after")
     def _outcome_range(self) -> "Environment":

@@ -52,10 +52,12 @@ def _outcome_data(o: Outcome) -> tuple[float, str, dict]:
     return o.score, o.status.value, _plain(o.details)
 
 
-def play_turn(episode: Episode, env: Environment, number: int, text: str) -> dict[str, Any]:
+def play_turn(episode: Episode, env: Environment, number: int, text: str, truncated: bool = False) -> dict[str, Any]:
     """One assistant turn: its tool calls run (each result or error an observation), or, without
-    calls, the environment's step. Returns plain data: observations, done, outcome, counts."""
-    calls = parse_calls(text, env.tools) if env.tools else []
+    calls, the environment's step. A ``truncated`` turn (cut at max_new_tokens, under the
+    environment's ``on_truncated="step"``) always goes to the step, its calls not run. Returns plain
+    data: observations, done, outcome, counts."""
+    calls = parse_calls(text, env.tools) if env.tools and not truncated else []
     if calls:
         obs, errors = [], 0
         for c in calls:
@@ -72,7 +74,7 @@ def play_turn(episode: Episode, env: Environment, number: int, text: str) -> dic
                     raise TypeError(f"tool {c.name!r} returned {type(result).__name__}, expected str")
             obs.append(("tool", _cut(result)))
         return {"observations": obs, "done": False, "outcome": None, "calls": len(calls), "errors": errors}
-    step = episode.step(Turn(number=number, text=text))
+    step = episode.step(Turn(number=number, text=text, truncated=truncated))
     if not isinstance(step, Step):
         raise TypeError(f"step returned {type(step).__name__}, expected grpo_env.environment.Step")
     return {"observations": [(m.role, _cut(m.content)) for m in step.observations], "done": step.done,
@@ -90,7 +92,8 @@ def phase_of(env: Environment, msg: tuple) -> tuple[str, int | None, str]:
         turn = msg[2] if len(msg) > 2 and msg[2] else None  # none yet: cut before its first turn reached it
         return "end", turn, f"end (reason {msg[1]!r}" + (f", after turn {turn})" if turn else ")")
     number, text = msg[1], msg[2]
-    calls = parse_calls(text, env.tools) if env.tools else []
+    cut = len(msg) > 3 and bool(msg[3])  # a cut turn goes to step, whatever it holds
+    calls = parse_calls(text, env.tools) if env.tools and not cut else []
     if not calls:
         return "step", number, f"step (turn {number})"
     names = sorted({c.name for c in calls if c.name})
@@ -109,7 +112,7 @@ def _episode_main(conn: Connection, env: Environment, parent_pid: int) -> None:
                     raise TypeError(f"make returned {type(episode).__name__}, expected a grpo_env.environment.Episode")
                 return ("ok", None)
             if msg[0] == "turn":
-                return ("ok", play_turn(episode, env, msg[1], msg[2]))  # type: ignore[arg-type]
+                return ("ok", play_turn(episode, env, msg[1], msg[2], len(msg) > 3 and bool(msg[3])))  # type: ignore[arg-type]
             out = episode.end(msg[1])  # type: ignore[union-attr]  # ("end", reason): the core stopped the episode
             if not isinstance(out, Outcome):
                 raise TypeError(f"end returned {type(out).__name__}, expected grpo_env.Outcome")
@@ -135,11 +138,12 @@ class EpisodeStats:
     tool_errors: int = 0  # malformed calls, unknown tools, ToolError
     env_seconds: float = 0.0  # time its environment worked
     ended_by: str = ""  # "env" | "turns" | "tokens" | "truncated" | "timeout" | "error"
+    cut_turns: int = 0  # turns cut at max_new_tokens: handed to step (on_truncated="step"), or the one that ended it
     copied_tool_output: bool = False  # the final answer holds a tool's output verbatim (a monitor signal)
 
     def as_dict(self) -> dict[str, Any]:
         return {"turns": self.turns, "tool_calls": self.tool_calls, "tool_errors": self.tool_errors,
-                "env_seconds": round(self.env_seconds, 4), "ended_by": self.ended_by,
+                "env_seconds": round(self.env_seconds, 4), "ended_by": self.ended_by, "cut_turns": self.cut_turns,
                 "copied_tool_output": self.copied_tool_output}
 
 
@@ -209,6 +213,10 @@ class EpisodeHost:
 
     def max_turns(self, example: Example) -> int:
         return self.environments[example.task][0].turns_for(example) if self.is_episode(example) else 1
+
+    def on_truncated(self, example: Example) -> str:
+        """What a turn of ``example``'s episode cut at max_new_tokens does: ``end`` or ``step``."""
+        return self.environments[example.task][0].on_truncated if self.is_episode(example) else "end"
 
     def open(self, examples: Sequence[Example]) -> "EpisodeBatch":
         return EpisodeBatch(self, examples)
@@ -322,16 +330,20 @@ class EpisodeBatch:
     def stats(self) -> list[dict[str, Any] | None]:
         return [None if s is None else s.stats.as_dict() for s in self.sessions]
 
-    def step(self, rows: Sequence[int], texts: Sequence[str]) -> list[list[Message] | None]:
+    def step(self, rows: Sequence[int], texts: Sequence[str],
+             truncated: Sequence[bool] | None = None) -> list[list[Message] | None]:
         """Each row's turn to its environment: the observations the model sees next, or None when the
-        episode has ended (by the environment, a deadline or an error). A row without a session ends."""
+        episode has ended (by the environment, a deadline or an error). A row without a session ends.
+        ``truncated``: which turns were cut at max_new_tokens (handed to the step as they are)."""
         out: list[list[Message] | None] = [None] * len(rows)
+        cut = list(truncated) if truncated is not None else [False] * len(rows)
         live = [(k, self.sessions[r]) for k, r in enumerate(rows) if self.sessions[r] is not None]
         for k, s in live:
             s.last_text = texts[k]
             s.stats.turns += 1
+            s.stats.cut_turns += bool(cut[k])
         sessions = [s for _, s in live]
-        replies = self.host.exchange(sessions, [("turn", s.stats.turns, s.last_text) for s in sessions])
+        replies = self.host.exchange(sessions, [("turn", s.stats.turns, s.last_text, bool(cut[k])) for k, s in live])
         for (k, s), reply in zip(live, replies):
             if reply is None:  # ended: timeout or error
                 continue
@@ -354,6 +366,9 @@ class EpisodeBatch:
         """The core ends these episodes (``reason``: ``turns``, ``tokens`` or ``truncated``): each
         environment's :meth:`Episode.end` judges the unfinished episode."""
         sessions = [s for s in (self.sessions[r] for r in rows) if s is not None and s.open]
+        if reason == "truncated":
+            for s in sessions:
+                s.stats.cut_turns += 1
         replies = self.host.exchange(sessions, [("end", reason, s.stats.turns) for s in sessions])
         for s, reply in zip(sessions, replies):
             if reply is not None:

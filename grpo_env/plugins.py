@@ -92,10 +92,14 @@ class Registry:
     def _lookup(self, kind: str, table: dict[str, Any], name: str) -> Any:
         if name in table:
             return table[name]
-        for info in self.plugins.values():
-            if name in info.tasks + info.rewards + info.environments:
+        for info in self.plugins.values():  # registered by a plugin as this kind, yet not in the table: why
+            if name in (info.rewards if kind == "reward" else info.tasks + info.environments):
                 why = info.dropped.get(name) or info.error or "; ".join(info.problems)
                 raise PluginError(f"{kind} {name!r} of plugin {info.name!r} is unavailable: {why}")
+        if kind == "reward" and name in self.environments:  # an environment's own outcome is no reward
+            raise PluginError(f"no reward named {name!r}: {name!r} is an environment, and its name in a "
+                              "recipe's or environment's rewards weighs the environment's own outcome, which "
+                              "its episodes give; it is not a registered reward")
         hint = difflib.get_close_matches(name, table, n=1)
         failed = [f"{i.name!r}" for i in self.plugins.values() if i.status == "failed"]
         lister = LISTERS.get(kind, "grpo-env plugins")  # the names themselves: a list, not a wall of them here

@@ -184,3 +184,36 @@ def failing_environments() -> dict[str, Environment]:
         env("tenv_raise_later", RaiseLater, max_turns=3),
         env("tenv_raise_end", RaiseInEnd, max_turns=3),
     ]}
+
+
+# ---------------------------------------------------------------------------------------------
+# an environment that is handed turns cut at max_new_tokens (tests/test_cut_turns.py)
+
+CUT_REPLY = "cut: be shorter"
+
+
+class Shorter(Episode):
+    """Answers a cut turn with :data:`CUT_REPLY`; ends correct at the first whole turn, its outcome
+    recording the cut turns it was handed. Its tool ``get`` answers ``got``."""
+
+    def __init__(self, example):
+        super().__init__(example)
+        self.cuts: list[int] = []
+
+    def call_tool(self, call):
+        return "got"
+
+    def step(self, turn):
+        if turn.truncated:
+            self.cuts.append(turn.number)
+            return Step.reply(CUT_REPLY)
+        return Step.end(Outcome.correct(cuts=self.cuts))
+
+
+def cut_turn_environments() -> dict[str, Environment]:
+    """``tenv_shorter`` (on_truncated="step") and ``tenv_shorter_end``, the same episode under the default "end"."""
+    def env(name, **kw):
+        return Environment(name=name, rewards={name: 1.0}, examples=_examples, make=Shorter,
+                           tools=[Tool(name="get")], max_turns=4, **kw)
+
+    return {e.name: e for e in [env("tenv_shorter", on_truncated="step"), env("tenv_shorter_end")]}

@@ -94,3 +94,79 @@ def test_scaffolded_plugin_installs_checks_and_passes_its_tests(tmp_path):
         r = pip("uninstall", "-y", DIST)
     assert r.returncode == 0, r.stdout + r.stderr
     assert not installed(DIST)  # the venv is as it was
+
+
+# ---------------------------------------------------------------------------------------------
+# grpo-env init NAME --environment
+
+ENV_NAME = "scaffold_env_probe"
+ENV_DIST = "grpo-env-scaffold-env-probe"
+
+
+def test_init_environment_writes_every_file(tmp_path):
+    root = tmp_path / "plugin"
+    assert write_plugin(ENV_NAME, root, environment=True)[0] == root
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    pkg = f"grpo_env_{ENV_NAME}"
+    assert files == {"pyproject.toml", "README.md", f"{pkg}/__init__.py", f"{pkg}/environment.py",
+                     f"{pkg}/fixtures.py", f"tests/test_{ENV_NAME}.py", f"recipes/{ENV_NAME}.toml"}
+    fixtures = (root / pkg / "fixtures.py").read_text()
+    assert "score=" in fixtures and "observations_contain=" in fixtures
+    assert "play_episode" in (root / "tests" / f"test_{ENV_NAME}.py").read_text()
+    recipe = (root / "recipes" / f"{ENV_NAME}.toml").read_text()
+    assert f'name = "{ENV_NAME}"' in recipe and 'name = "math_arith"' in recipe
+    assert "register_environments" in (root / pkg / "__init__.py").read_text()
+
+
+def test_an_environment_name_in_rewards_is_no_reward_and_says_so():
+    """The generated recipe test once failed with "reward 'NAME' of plugin 'NAME' is unavailable: "
+    and no reason: an environment's name looked up as a reward matched it as a registered task."""
+    from grpo_env.plugins import PluginError, get_registry
+
+    with pytest.raises(PluginError) as e:
+        get_registry().reward("games.guess")
+    why = str(e.value)
+    assert "is unavailable" not in why and "'games.guess' is an environment" in why and "own outcome" in why, why
+
+
+@pytest.mark.slow
+def test_scaffolded_environment_installs_checks_passes_its_tests_and_trains_mixed(tmp_path):
+    """`grpo-env init NAME --environment`, pip-installed into a private site directory: its own tests
+    pass as generated (the entry-point test too, not skipped), `grpo-env check NAME` passes, and its
+    recipe trains two steps mixed with math_arith on a tiny model."""
+    import json
+
+    from grpo_env.engine.tiny import write_tiny
+
+    root = tmp_path / ENV_DIST
+    r = cli("init", ENV_NAME, "--environment", "--dir", str(root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    site = tmp_path / "site"
+    r = pip("install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), str(root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "250"}
+
+    def run(*args, cwd=root):
+        return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+    tests = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests")
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "passed" in tests.stdout and "skipped" not in tests.stdout, tests.stdout  # the entry-point test ran
+    check = run(sys.executable, "-m", "grpo_env.cli", "check", ENV_NAME)
+    assert check.returncode == 0, check.stdout + check.stderr
+    line = next(l for l in check.stdout.splitlines() if f" {ENV_NAME} " in l)
+    assert "5 " in line and "ok" in line, line  # its 5 scripted episodes passed
+    shown = run(sys.executable, "-m", "grpo_env.cli", "tasks", ENV_NAME)
+    assert shown.returncode == 0 and '"name": "spell"' in shown.stdout, shown.stdout + shown.stderr
+
+    tiny = write_tiny(tmp_path / "tiny")
+    out = tmp_path / "run"
+    train = run(sys.executable, "-m", "grpo_env.cli", "train", f"recipes/{ENV_NAME}.toml", f"--model.name={tiny}",
+                "--train.steps=2", "--train.prompts_per_step=4", "--train.group_size=2", "--train.max_new_tokens=8",
+                f"--train.output_dir={out}", "--train.progress=false", "--scoring.workers=1")
+    assert train.returncode == 0, train.stdout + train.stderr
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "step" in r][-1] == 2
+    tasks = {t for r in records for t in r.get("reward_by_task", {})}
+    assert tasks == {ENV_NAME, "math_arith"}, tasks  # both halves of the mix were trained on
+    assert any(ENV_NAME in r.get("episodes_by_env", {}) for r in records)

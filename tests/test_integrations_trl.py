@@ -104,6 +104,23 @@ def test_reward_funcs_called_as_trl_calls_them(recipe):
             rewards.funcs[0](completions=["x"], task=["nope"], id=["x"], gold=["{}"])
 
 
+def test_an_environment_in_the_recipe_is_refused_with_the_reason(recipe, tmp_path):
+    """An environment is played as episodes, which TRL's trainer does not play: its rows got None
+    from every function, with no reason. Both entry points refuse the recipe, naming it and why."""
+    from grpo_env.integrations.trl import EnvironmentRefused, TRLRewards, recipe_dataset
+
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text(recipe.read_text() + '\n[[tasks]]\nname = "games.guess"\nweight = 1\n')
+    for build in (lambda: recipe_dataset(mixed, 8), lambda: TRLRewards(mixed)):
+        with pytest.raises(EnvironmentRefused) as refused:
+            build()
+        why = str(refused.value)
+        assert "'games.guess' is an environment" in why and "played as episodes" in why, why
+        assert "TRL bridge plays no episodes" in why and "grpo-env train" in why, why
+    assert isinstance(refused.value, ValueError)
+    assert len(recipe_dataset(recipe, 4)) == 4  # the same recipe without it is served as before
+
+
 @pytest.mark.slow
 def test_one_grpo_trainer_step_on_a_tiny_model(recipe, tmp_path):
     """A real GRPOTrainer step: the broken task's completions are excluded (TRL's mean reward is

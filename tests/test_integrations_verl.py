@@ -79,3 +79,22 @@ def test_batch_calling_convention_and_excluded_judgements():
 def test_unknown_data_source_is_named():
     with pytest.raises(PluginError, match="no task named 'gsm9k'"):
         verl.compute_score("gsm9k", "x", "1", {})
+
+
+def test_an_environment_is_refused_with_the_reason():
+    """verl cannot drop a row: an environment's rows scored 0.0 'error' with no reason and trained on
+    0. An environment is played as episodes, which verl does not play: rows are refused when they are
+    made, and so is a data_source naming one when it is scored, with the reason."""
+    reg = get_registry()
+    for make in (lambda: verl.verl_rows("games.guess", "train", 2), lambda: verl.verl_rows(reg.task("games.guess"),
+                                                                                              "train", 2)):
+        with pytest.raises(verl.EnvironmentRefused) as refused:
+            make()
+        why = str(refused.value)
+        assert "'games.guess' is an environment" in why and "verl bridge plays no episodes" in why, why
+        assert "cannot drop a row" in why and "grpo-env train" in why, why
+    with pytest.raises(verl.EnvironmentRefused, match="'games.guess' is an environment"):
+        verl.compute_score("games.guess", "4", json.dumps({"secret": 4}), {"index": 0})
+    with pytest.raises(verl.EnvironmentRefused, match="'games.guess' is an environment"):
+        verl.compute_score(data_sources=["math", "games.guess"], solution_strs=["\\boxed{4}", "4"],
+                           ground_truths=["4", json.dumps({"secret": 4})], extra_infos=[{}, {}])

@@ -14,6 +14,9 @@ environment's groups have no reward spread) and, once per step (:meth:`EpisodeWa
 - warns once per environment and kind when more than ``[train] env_warn_share`` of its episodes in a
   step ended in ``error``, ``timeout`` or a turn cut at ``max_new_tokens`` (``truncated``); the step's
   record holds them under ``env_alarms``;
+- warns once per environment when most of its episodes in a step ended with their *first* turn cut at
+  ``max_new_tokens`` (the model never got an answer from the environment), saying the fix: more
+  tokens per turn, a system prompt asking for short turns, or ``on_truncated = "step"``;
 - stops the run (:class:`EnvironmentFailing`, exit 2) when every episode of an environment failed
   (``error`` or ``timeout``) in ``[train] env_failed_steps`` steps in a row in which it was played.
 
@@ -54,6 +57,7 @@ class EpisodeWatch:
 
     def __init__(self, cfg, out_dir: str | Path, dist: Dist = Dist(), resume_step: int | None = None, out=None):
         self.warn_share = cfg.env_warn_share
+        self.max_new_tokens = getattr(cfg, "max_new_tokens", None)
         self.stop_after = cfg.env_failed_steps
         self.dist = dist
         self.out = out  # where messages go (None: sys.stderr at the time)
@@ -88,10 +92,20 @@ class EpisodeWatch:
         for r in rows:
             by_env[r["env"]][r["ended_by"]] += 1
             by_env[r["env"]]["episodes"] += 1
+            by_env[r["env"]]["first_turn_cut"] += bool(r.get("first_turn_cut"))
         self._write_down(step, [r for r in rows if r["ended_by"] in FAILED])
         alarms = []
         for env, c in sorted(by_env.items()):
             n = c["episodes"]
+            if c["first_turn_cut"] > n / 2 and (env, "first_turn_cut") not in self.warned:
+                self.warned.add((env, "first_turn_cut"))
+                limit = f" (now {self.max_new_tokens})" if self.max_new_tokens else ""
+                self._say(f"warning: environment {env!r}: {c['first_turn_cut']} of {n} episodes ended with their "
+                          f"first turn cut at max_new_tokens at step {step}: the model never heard back from the "
+                          f"environment, and these episodes train on no interaction. Give turns more tokens "
+                          f"([train] max_new_tokens{limit}), or a system prompt that asks for short turns "
+                          "([train] system_prompt); an environment with on_truncated = \"step\" is handed cut "
+                          "turns and can answer them")
             for kind in WARNED:
                 share = c[kind] / n
                 if share <= self.warn_share:
@@ -130,6 +144,8 @@ class EpisodeWatch:
             if scored is None or st is None:
                 continue  # a single-turn row
             row: dict[str, Any] = {"env": ex.task, "ended_by": st.get("ended_by", ""), "example": ex.id}
+            # the host's stats count the turns its environment played: none, for an episode cut at turn 1
+            row["first_turn_cut"] = row["ended_by"] == "truncated" and not st.get("turns")
             if row["ended_by"] in FAILED:
                 o = scored.components.get(ex.task)
                 details = o.details if o is not None else {}

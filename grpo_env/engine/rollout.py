@@ -14,7 +14,10 @@ module returns ``generate``'s rollout untouched. Each episode row then loops:
    the increment is prefilled; ``episode_kv_cache = false`` prefills the whole episode each turn.
 
 An episode also ends at its environment's turn limit, when a turn runs out of tokens (no end-of-turn
-token: ``truncated``) and when the next turn would pass ``max_episode_tokens``. The rollout's
+token: ``truncated``) and when the next turn would pass ``max_episode_tokens``. An environment with
+``on_truncated = "step"`` gets a cut turn instead (``Turn.truncated``): when it answers, the cut
+turn's sampled ids stay as they are, the end-of-turn token the model did not sample closes them (an
+environment token: outside ``model_mask``), and the increment follows. The rollout's
 completion part holds each episode's tokens after the prompt; ``model_mask`` marks the sampled ones,
 the only tokens the loss covers.
 """
@@ -35,7 +38,8 @@ from grpo_env.types import Example, Message, Scored
 
 
 class EpisodeBatch(Protocol):
-    def step(self, rows: Sequence[int], texts: Sequence[str]) -> list[list[Message] | None]: ...
+    def step(self, rows: Sequence[int], texts: Sequence[str],
+             truncated: Sequence[bool] | None = None) -> list[list[Message] | None]: ...
     def stop(self, rows: Sequence[int], reason: str) -> None: ...
     def fail(self, rows: Sequence[int], why: str) -> None: ...
     def judge(self) -> list[Scored | None]: ...
@@ -48,6 +52,7 @@ class EpisodeHost(Protocol):
 
     def is_episode(self, example: Example) -> bool: ...
     def max_turns(self, example: Example) -> int: ...
+    def on_truncated(self, example: Example) -> str: ...  # "end" (default) or "step"
     def open(self, examples: Sequence[Example]) -> EpisodeBatch: ...
 
 
@@ -108,17 +113,20 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
     turn_text = [prefill_of(e) + t for e, t in zip(rows_ex, ro.texts)]
     active = [r for r in range(B) if host.is_episode(rows_ex[r])]
     eos = eos_ids(tokenizer, model)
+    close = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else eos[0]  # ends a cut turn
+    steps_cut = [_on_truncated(host, e) == "step" for e in rows_ex]  # a cut turn goes to the environment
     budget = cfg.max_episode_tokens
     kv = keep[0] if keep else None  # the KV cache of the last decode, and the episode row of each of its rows
     kv_rows = list(range(B))
 
     while active:
-        # 1. turns that ran out of tokens end their episodes; the rest go to their environments
-        cut = [r for r in active if truncated[r]]
+        # 1. turns that ran out of tokens end their episodes (or, on_truncated="step", go to their
+        # environments as they are); the rest go to their environments
+        cut = [r for r in active if truncated[r] and not steps_cut[r]]
         if cut:
             env(batch.stop, cut, "truncated")
-        active = [r for r in active if not truncated[r]]
-        replies = env(batch.step, active, [turn_text[r] for r in active])
+        active = [r for r in active if not truncated[r] or steps_cut[r]]
+        replies = env(batch.step, active, [turn_text[r] for r in active], [bool(truncated[r]) for r in active])
         going, limit, full, broken = [], [], [], []
         for r, obs in zip(active, replies):
             if obs is None:
@@ -129,6 +137,8 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
             # 2. the increment: the template's text after the end-of-turn token, tokenised once
             try:
                 inc = chat.increment_ids(tokenizer, obs, cfg.chat_template)
+                if truncated[r]:  # the cut turn, kept as sampled, is closed as a finished turn is
+                    inc = [close] + inc
             except Exception as e:  # observation text is model text: it ends its episode, never the run
                 broken.append((r, f"its observation could not be tokenised: {type(e).__name__}: {plain(str(e))[:300]}"))
                 continue
@@ -177,6 +187,14 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
     out = _assemble(ro, ids, mm, lps, truncated, tokenizer, stats, return_logprobs)
     out.texts = [out.texts[r] if host.is_episode(e) else ro.texts[r] for r, e in enumerate(rows_ex)]
     return out, judged
+
+
+def _on_truncated(host: EpisodeHost, example: Example) -> str:
+    """``step`` when ``example``'s environment takes turns cut at max_new_tokens, else ``end``."""
+    if not host.is_episode(example):
+        return "end"
+    how = getattr(host, "on_truncated", None)  # a host without it ends cut turns' episodes
+    return how(example) if how is not None else "end"
 
 
 @torch.no_grad()

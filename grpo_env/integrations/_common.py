@@ -4,8 +4,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from grpo_env.environment import is_environment
 from grpo_env.mixture import MixEntry
 from grpo_env.recipe import Recipe, load_recipe
+from grpo_env.types import Task
+
+
+class EnvironmentRefused(ValueError):
+    """A bridge was given an environment: it scores single completions and plays no episodes."""
+
+
+def refuse_environments(tasks: list[Task], bridge: str) -> None:
+    """Raise :class:`EnvironmentRefused` when any of ``tasks`` is an environment, saying why.
+
+    An environment is judged on an episode (the model's turns, the environment's answers between
+    them, its own outcome at the end); a bridge hands one completion per prompt to a reward
+    function, so an environment's row would have nothing to judge: TRL would drop it (``None``
+    from every function) and verl, which cannot drop a row, would train on 0."""
+    envs = [t.name for t in tasks if is_environment(t)]
+    if not envs:
+        return
+    names = ", ".join(repr(n) for n in envs)
+    raise EnvironmentRefused(
+        f"{names} {'is an environment' if len(envs) == 1 else 'are environments'}: an environment is played "
+        f"as episodes (the model's turns, the environment's answers and tools between them, its outcome at "
+        f"the end), and the {bridge} bridge plays no episodes: it scores one completion per prompt, so "
+        f"{'its' if len(envs) == 1 else 'their'} rows would have nothing to judge "
+        f"({'TRL would drop every one' if bridge == 'TRL' else 'verl cannot drop a row: each would train on 0'}). "
+        "Train environments with `grpo-env train` (docs/environments.md); for this bridge, use single-turn "
+        "tasks only")
 
 
 def recipe_of(recipe: Recipe | str | Path) -> Recipe:

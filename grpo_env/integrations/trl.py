@@ -13,6 +13,9 @@ are all ``not_applicable``, gets ``None`` from every function and is excluded, n
 single ``not_applicable`` component is ``None`` and the others still count. Status counts go to
 TRL's logs (``grpo_env/status/<status>``) and accumulate in ``counts``.
 
+Environments (multi-turn episodes) are refused by both, naming them (:class:`EnvironmentRefused`):
+TRL's trainer scores single completions and plays no episodes; ``grpo-env train`` does.
+
     rewards = TRLRewards("tasks/example.toml")
     trainer = GRPOTrainer(model=..., reward_funcs=rewards.funcs, args=GRPOConfig(...),
                           train_dataset=recipe_dataset("tasks/example.toml", 512))
@@ -27,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_env.integrations._common import entries_of, recipe_of, rewards_of
+from grpo_env.integrations._common import EnvironmentRefused, entries_of, recipe_of, refuse_environments, rewards_of  # noqa: F401
 from grpo_env.mixture import TaskMixture
 from grpo_env.recipe import Recipe
 from grpo_env.types import Example, Scored
@@ -48,7 +51,9 @@ def recipe_dataset(recipe: Recipe | str | Path, n: int, split: str | None = None
     import datasets
 
     rec = recipe_of(recipe)
-    mix = TaskMixture(entries_of(rec), seed=rec.seed, split=split or rec.train.split)
+    entries = entries_of(rec)
+    refuse_environments([e.task for e in entries], "TRL")
+    mix = TaskMixture(entries, seed=rec.seed, split=split or rec.train.split)
     rows = [example_row(ex, rec.train.system_prompt) for ex in mix.sample(n)]
     return datasets.Dataset.from_list(rows)
 
@@ -76,8 +81,10 @@ class TRLRewards:
         from grpo_env.scoring import ScoringService
 
         rec = recipe_of(recipe)
-        self.weights = {e.task.name: e.reward_weights for e in entries_of(rec)}
-        self.service = ScoringService(rewards_of(entries_of(rec)), workers=workers or rec.scoring.workers,
+        entries = entries_of(rec)
+        refuse_environments([e.task for e in entries], "TRL")
+        self.weights = {e.task.name: e.reward_weights for e in entries}
+        self.service = ScoringService(rewards_of(entries), workers=workers or rec.scoring.workers,
                                       grace=rec.scoring.grace)
         self.counts: Counter[str] = Counter()  # completions per status (the task's primary reward), over the run
         self._last: tuple[tuple, list[Scored]] | None = None  # the batch every function of a step shares

@@ -14,6 +14,11 @@ preprocessing writes (``openai/gsm8k`` -> ``math``). ``ground_truth`` is the gol
 outcomes. The result is a dict: ``score`` (the weighted total), ``status``, and ``excluded``.
 verl cannot drop a sample, so an ``error`` or ``not_applicable`` judgement scores 0.0 there, marked
 ``excluded: True`` in verl's reward extra info and counted in :data:`COUNTS`, never silently.
+
+Environments (multi-turn episodes) are refused, naming them (:class:`EnvironmentRefused`): by
+:func:`verl_rows`, and by ``compute_score`` for a ``data_source`` that names one. verl samples one
+response per prompt and plays no episodes; an environment's row would have nothing to judge and,
+since verl cannot drop it, would train on 0. Train environments with ``grpo-env train``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+from grpo_env.integrations._common import EnvironmentRefused, refuse_environments  # noqa: F401 (EnvironmentRefused: what it raises)
 from grpo_env.types import Example, Outcome, Scored, Status, Task
 
 # the data_source values verl's example preprocessing scripts write, and the task that reads their rows
@@ -57,10 +63,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def task_of(data_source: str) -> Task:
-    """The task a verl ``data_source`` routes to; an unknown one is an error naming it."""
+    """The task a verl ``data_source`` routes to; an unknown one is an error naming it, and so is an
+    environment (:class:`EnvironmentRefused`: verl plays no episodes)."""
     from grpo_env.plugins import get_registry
 
-    return get_registry().task(ALIASES.get(data_source, data_source))
+    task = get_registry().task(ALIASES.get(data_source, data_source))
+    refuse_environments([task], "verl")
+    return task
 
 
 def _service_for_all_rewards():
@@ -135,7 +144,8 @@ def verl_rows(task: Task | str, split: str, n: int, seed: int = 0, options: dict
     import itertools
 
     if isinstance(task, str):
-        task = task_of(task)  # an unknown name is an error naming it (and a close one)
+        task = task_of(task)  # an unknown name is an error naming it (and a close one); an environment too
+    refuse_environments([task], "verl")
     opts = task.parse_options(options)
     rows = []
     for i, ex in enumerate(itertools.islice(task.examples(split, seed, opts), n)):
