@@ -97,7 +97,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def _print_plugin_problems(reg: Registry, blocked: bool = False) -> None:
     """Why each plugin is not (fully) there: failed, blocked or replaced, and its dropped tasks
     (warnings, such as an optional component left out, are logged when the registry is built)."""
-    from rich.markup import escape
 
     for info in sorted(reg.plugins.values(), key=lambda i: i.name):
         if info.status == "failed":
@@ -266,7 +265,6 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check the named tasks, or everything: then a dropped task or a failed plugin fails too."""
-    from rich.markup import escape
 
     from grpo_env.check import check_environment, check_task
     from grpo_env.episodes import EpisodeHost

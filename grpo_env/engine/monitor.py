@@ -127,7 +127,7 @@ class StepMonitor:
         out: dict[str, Any] = {}
         if self.cfg.enabled and self.dist.main and view.examples:
             t = time.perf_counter()
-            signals = self._signals(step, view.examples, view.scored, view.lengths.tolist(), view.truncated.tolist(),
+            signals = self._signals(view.examples, view.scored, view.lengths.tolist(), view.truncated.tolist(),
                                     view.episodes)
             if pending is not None:
                 for task, sig in pending.result().items():
@@ -166,7 +166,7 @@ class StepMonitor:
 
     # -- the signals ----------------------------------------------------------------------------
 
-    def _signals(self, step: int, examples, scored, lengths, truncated, episodes) -> dict[str, dict[str, Any]]:
+    def _signals(self, examples, scored, lengths, truncated, episodes) -> dict[str, dict[str, Any]]:
         rows: dict[str, list[int]] = defaultdict(list)
         for i, ex in enumerate(examples):
             rows[ex.task].append(i)
@@ -213,18 +213,18 @@ class StepMonitor:
 
     def _background_signals(self, step: int, examples, texts, scored) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = defaultdict(dict)
-        single = [i for i, s in enumerate(scored) if not is_canary(examples[i])]
-        if self.signals_fn is not None and single:
-            found = self.signals_fn([examples[i] for i in single], [texts[i] for i in single])
+        real = [i for i in range(len(examples)) if not is_canary(examples[i])]  # canaries: counted, never scanned
+        if self.signals_fn is not None and real:
+            found = self.signals_fn([examples[i] for i in real], [texts[i] for i in real])
             per_task: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-            for i, sig in zip(single, found):
+            for i, sig in zip(real, found):
                 for name, v in sig.items():
                     per_task[examples[i].task][name].append(v)
             for task, sigs in per_task.items():
                 out[task].update({name: sum(v) / len(v) for name, v in sorted(sigs.items())})
-        if self.strict_fn is not None and self.cfg.strict_share > 0 and single:
+        if self.strict_fn is not None and self.cfg.strict_share > 0 and real:
             rng = random.Random(f"strict-{step}")  # its own stream: the training RNG is untouched (exact resume)
-            sample = sorted(rng.sample(single, max(1, round(self.cfg.strict_share * len(single)))))
+            sample = sorted(rng.sample(real, max(1, round(self.cfg.strict_share * len(real)))))
             strict = self.strict_fn([examples[i] for i in sample], [texts[i] for i in sample], [scored[i] for i in sample])
             per: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
             for i, outcomes in zip(sample, strict):
