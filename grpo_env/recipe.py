@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from grpo_env.engine.config import STRICT, ModelConfig, TrainConfig
+from grpo_env.engine.config import STRICT, GenerationConfig, ModelConfig, TrainConfig
 from grpo_env.engine.monitor import MonitorConfig
 from grpo_env.types import check_name
 
@@ -89,6 +89,7 @@ class Recipe(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)  # the policy model
     tasks: list[TaskEntry] = Field(min_length=1)  # the task mix (at least one)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)  # the reward worker pool
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)  # what samples: our decode loop or vLLM
     train: TrainConfig = Field(default_factory=TrainConfig)  # training settings
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)  # reward-hacking signals and alarms
 

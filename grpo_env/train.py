@@ -16,7 +16,8 @@ import torch
 from grpo_env.engine import checkpoint, sharding, tblog, zero
 from grpo_env.engine.config import ModelConfig
 from grpo_env.engine.distributed import DistributedError
-from grpo_env.engine.model import ModelError, load_model, load_tokenizer, resolve_device, save_model
+from grpo_env.engine.generation import GenerationError, make_generator, resolve_backend
+from grpo_env.engine.model import ModelError, load_config, load_model, load_tokenizer, resolve_device, save_model
 from grpo_env.engine.parallel import init_from_env
 from grpo_env.engine.sampling import prefill_of
 from grpo_env import monitors
@@ -128,6 +129,19 @@ def quiet_unused_deepspeed() -> None:
         logger.addFilter(_DropProbeLine())
 
 
+def generation_plan(recipe: Recipe, mcfg: ModelConfig, max_new_tokens: int) -> tuple[str, int | None]:
+    """The generation backend (``[generation] backend``, ``auto`` resolved for the model's device) and,
+    for vLLM, its context length; checked before the model loads (vLLM missing, an architecture it
+    cannot run, a context too short: a GenerationError that says so)."""
+    device = resolve_device(mcfg.device)
+    backend = resolve_backend(recipe.generation.backend, device)
+    if backend != "vllm":
+        return backend, None
+    from grpo_env.engine.generation.vllm import preflight
+
+    return backend, preflight(load_config(mcfg), recipe.generation.max_model_len, max_new_tokens, device)
+
+
 def _fail(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 2
@@ -152,6 +166,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
             raise FileExistsError(f"{out} already holds a run's checkpoints: continue it with --resume, or choose "
                                   "another directory (--name=... or --train.output_dir=...)")
         _setup_torch(recipe.model, recipe.seed)
+        backend, context = generation_plan(recipe, recipe.model, recipe.train.max_new_tokens)
         dist = init_from_env(resolve_device(recipe.model.device))  # several processes under accelerate launch / torchrun
         fsdp = sharding.requested() if dist.active else None  # accelerate launch --use_fsdp (or an FSDP config)
         ds = zero.requested() if dist.active else None  # accelerate launch --use_deepspeed (or a DEEPSPEED config)
@@ -171,8 +186,10 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
             zero.prepare(model, ds, recipe.train)
             if ref is not None:  # the reference stays whole on every rank, outside DeepSpeed
                 sharding.sync_from_rank0(ref)
+        generator = make_generator(model, tok, backend, recipe.generation, max_model_len=context,
+                                   seed=recipe.seed + dist.rank)
     except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError, DistributedError,
-            tblog.TensorBoardMissing) as e:
+            tblog.TensorBoardMissing, GenerationError) as e:
         return _fail(str(e))
     if dist.main:  # only rank 0 writes the run directory
         if resume and checkpoint.latest(out / "checkpoints") is None:
@@ -193,10 +210,11 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
             try:
                 run = train(model, tok, prompts, monitors.canary_blind(make_score_fn(service, entries)), recipe.train,
                             out, ref_model=ref, resume=resume, save_model=save_model, dist=dist, env_host=host,
-                            monitor=monitor)
+                            monitor=monitor, generator=generator)
             finally:
                 monitor.close()
-    except (TrainingDiverged, FileExistsError, MonitorAlarm, EnvironmentFailing) as e:
+                generator.close()
+    except (TrainingDiverged, FileExistsError, MonitorAlarm, EnvironmentFailing, GenerationError) as e:
         if isinstance(e, MonitorAlarm) and dist.main:
             from grpo_env.report import write_report
 
@@ -272,7 +290,7 @@ def pass_ks(samples: int) -> list[int]:
 
 
 def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service, samples: int = 1,
-             temperature: float = 0.0) -> dict[str, dict[str, Any]]:
+             temperature: float = 0.0) -> dict[str, dict[str, Any]]:  # model: the policy or a generator
     """Per task on the held-out split: the fraction of completions whose primary (first) reward
     component says ``correct``, and the mean weighted reward. With ``samples`` K > 1 each prompt is
     sampled K times at ``temperature``, and pass@1 .. pass@K (unbiased estimator over the K) are added.
@@ -363,13 +381,19 @@ def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[st
         if model_dir is not None:
             mcfg = mcfg.model_copy(update={"name": resolve_model_dir(model_dir), "gguf_file": None, "lora": False})
         _setup_torch(mcfg, recipe.seed)
+        max_new = recipe.train.eval.max_new_tokens or recipe.train.max_new_tokens
+        backend, context = generation_plan(recipe, mcfg, max_new)
         tok = load_tokenizer(mcfg)
         model = load_model(mcfg, trainable=False)
-    except (RecipeError, PluginError, MixtureError, ModelError) as e:
+        generator = make_generator(model, tok, backend, recipe.generation, max_model_len=context, seed=recipe.seed)
+    except (RecipeError, PluginError, MixtureError, ModelError, GenerationError) as e:
         return _fail(str(e))
     rewards = {name: registry.reward(name) for e in entries for name in e.components}
-    with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
-        results = evaluate(model, tok, recipe, entries, service, samples=samples, temperature=temperature)
+    try:
+        with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
+            results = evaluate(generator, tok, recipe, entries, service, samples=samples, temperature=temperature)
+    finally:
+        generator.close()
     Console().print(eval_table(mcfg.name, recipe.train.eval.split, results, samples, temperature))
     if recipe.train.eval.output:
         out = Path(recipe.train.eval.output)

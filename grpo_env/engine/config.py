@@ -46,6 +46,19 @@ class EvalConfig(BaseModel):
     output: str | None = None  # also write the accuracies as JSON to this file
 
 
+class GenerationConfig(BaseModel):
+    """What samples the completions (:mod:`grpo_env.engine.generation`): our decode loop or vLLM."""
+
+    model_config = STRICT
+
+    backend: Literal["auto", "hf", "vllm"] = "auto"  # auto: vllm where CUDA and vLLM are present, else hf (our decode loop)
+    max_model_len: int | None = Field(default=None, ge=2)  # vllm: prompt plus episode tokens at most (None: the model's context)
+    gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)  # vllm on CUDA: share of GPU memory for weights and KV cache (the trainer uses the rest)
+    cpu_kv_cache_mib: int = Field(default=512, ge=16)  # vllm on CPU: KV cache memory
+    sleep: bool = True  # vllm on CUDA: free the KV cache (and offload weights) between generations
+    enforce_eager: bool | None = None  # vllm: no CUDA graphs / torch.compile (None: eager on CPU only)
+
+
 class TrainConfig(BaseModel):
     model_config = STRICT
 
@@ -88,6 +101,8 @@ class TrainConfig(BaseModel):
     beta: float = Field(default=0.0, ge=0)  # KL coefficient; 0: no reference model is loaded
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # estimator of KL(policy || reference)
     mask_truncated: bool = False  # truncated completions contribute no loss
+    tis_cap: float = Field(default=2.0, ge=0)  # generator not the trained module (vllm): each token's loss weighed by its train/sample probability ratio, capped here (token-level TIS); 0: off
+    mismatch_warn: float = Field(default=0.1, gt=0)  # warn when the mean |log-prob gap| between sampling and training passes this
 
     # --- optimisation
     lr: float = Field(default=1e-6, gt=0)  # AdamW peak learning rate

@@ -127,6 +127,34 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
     return (x * m).sum().item() / max(m.sum().item(), 1.0)
 
 
+def sampling_gap(
+    train_logp: torch.Tensor,  # (B, T) the trained weights' log-probs of the sampled tokens (no grad)
+    sample_logp: torch.Tensor,  # (B, T) the generator's log-probs of the same tokens
+    mask: torch.Tensor,  # (B, T) 1 on the tokens that count
+) -> dict[str, float]:
+    """The train-inference mismatch over ``mask``: sums and extremes of |train - sample| log-prob and
+    of the importance ratio exp(train - sample), to be reduced over micro-batches and ranks
+    (``n`` tokens; extremes are None when ``n`` is 0)."""
+    d = (train_logp - sample_logp)[mask.bool()].double()  # (n,)
+    if d.numel() == 0:
+        return {"n": 0, "abs_sum": 0.0, "ratio_sum": 0.0, "abs_max": None, "ratio_min": None, "ratio_max": None}
+    r = d.exp()
+    return {"n": d.numel(), "abs_sum": d.abs().sum().item(), "ratio_sum": r.sum().item(),
+            "abs_max": d.abs().max().item(), "ratio_min": r.min().item(), "ratio_max": r.max().item()}
+
+
+def tis_weights(
+    train_logp: torch.Tensor,  # (B, T) no grad
+    sample_logp: torch.Tensor,  # (B, T)
+    cap: float,
+) -> torch.Tensor:  # (B, T)
+    """Token-level truncated importance sampling: the probability ratio of the trained weights to
+    the generator, min(exp(train - sample), cap), a constant weight on each token's policy loss.
+    It corrects the bias of sampling from a generator that is not the trained module (vLLM's kernels,
+    its precision, a sync that lagged); the cap bounds the variance."""
+    return torch.exp(train_logp - sample_logp).clamp(max=cap).detach()
+
+
 def grpo_loss(
     logp: torch.Tensor,  # (B, T)
     old_logp: torch.Tensor | None,  # (B, T), None: the sampling policy is this one (mu = 1)
@@ -142,11 +170,14 @@ def grpo_loss(
     max_tokens: int,
     total_tokens: float | None = None,
     total_seqs: int | None = None,
+    is_weights: torch.Tensor | None = None,  # (B, T) truncated importance weights (tis_weights), or None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The full GRPO loss of one (micro-)batch and its metrics (token means over ``mask``)."""
     if old_logp is None:
         old_logp = logp.detach()  # ratio exactly 1, gradient of ratio = gradient of logp
     per_token, low, high = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
+    if is_weights is not None:  # the policy term only, as TRL and verl weigh it (not the KL term)
+        per_token = per_token * is_weights
     metrics = {"clip_low_frac": masked_mean(low.float(), mask), "clip_high_frac": masked_mean(high.float(), mask)}
     if ref_logp is not None:
         kl = kl_estimate(logp, ref_logp, kl_estimator)  # (B, T)

@@ -114,6 +114,18 @@ def load_tokenizer(cfg: ModelConfig):
     return tok
 
 
+def load_config(cfg: ModelConfig):
+    """The model's config alone (no weights): what a generation backend checks before the model loads."""
+    from transformers import AutoConfig
+
+    source, gguf = resolve_source(cfg)
+    try:
+        with quiet_bars():
+            return AutoConfig.from_pretrained(source, gguf_file=gguf) if gguf else AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot load the config of model {cfg.name!r}: {e}") from None
+
+
 def load_model(cfg: ModelConfig, trainable: bool = True) -> torch.nn.Module:
     """The causal LM named by ``cfg`` on its device, in eval mode (no dropout: GRPO's ratios need it)."""
     from transformers import AutoModelForCausalLM

@@ -105,6 +105,10 @@ class Plain:
         and DeepSpeed: every rank calls it."""
         return self.model.state_dict(), opt.state_dict()
 
+    def full_weights(self) -> dict[str, torch.Tensor]:
+        """The whole policy's weights (a generator's sync); a collective under FSDP: every rank calls it."""
+        return self.model.state_dict()
+
     def plain_copy(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
         """An ordinary model holding ``weights`` (:meth:`full_state`'s): what a checkpoint saves."""
         return self.model
@@ -129,6 +133,9 @@ class Fsdp(Plain):
 
     def full_state(self, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return sharding.full_state(self.model), sharding.full_optimizer_state(opt)
+
+    def full_weights(self) -> dict[str, torch.Tensor]:
+        return sharding.full_state(self.model)
 
     def plain_copy(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
         return sharding.plain_copy(self.model, weights)

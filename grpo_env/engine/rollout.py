@@ -8,10 +8,11 @@ module returns ``generate``'s rollout untouched. Each episode row then loops:
    observations or ends the episode;
 2. the observations become the *increment*, the chat template's text between the model's end-of-turn
    token and its next turn (:func:`grpo_env.engine.chat.increment`), tokenised once;
-3. every unfinished episode samples its next turn in one batched decode, from exactly its ids so far:
-   prompt, its own sampled ids (never decoded and re-encoded) and the increments. The decode goes on
-   from the KV cache the episode's last turn left (:func:`~grpo_env.engine.decode.resume`), so only
-   the increment is prefilled; ``episode_kv_cache = false`` prefills the whole episode each turn.
+3. every unfinished episode samples its next turn in one batched call of the generator's ``resume``,
+   from exactly its ids so far: prompt, its own sampled ids (never decoded and re-encoded) and the
+   increments. Our decode loop goes on from the KV cache the episode's last turn left, so only the
+   increment is prefilled (``episode_kv_cache = false`` prefills the whole episode each turn); vLLM
+   finds the episode's prefix in its prefix cache.
 
 An episode also ends at its environment's turn limit, when a turn runs out of tokens (no end-of-turn
 token: ``truncated``) and when the next turn would pass ``max_episode_tokens``. An environment with
@@ -31,8 +32,8 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from grpo_env.engine import chat
-from grpo_env.engine.decode import KVState, decode, resume
-from grpo_env.engine.sampling import Rollout, _products, eos_ids, generate, prefill_of, render_prompt
+from grpo_env.engine.generation import Sampling, as_generator
+from grpo_env.engine.sampling import Rollout, eos_ids, generate, prefill_of, render_prompt
 from grpo_env.text import plain
 from grpo_env.types import Example, Message, Scored
 
@@ -84,15 +85,17 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
         timer: Counter | None = None) -> tuple[Rollout, list[Scored | None] | None]:
     """Roll out G samples of each example (rows of a group consecutive); returns the rollout and,
     when the batch holds episodes, each row's judgement (None on single-turn rows, which the
-    caller scores). ``cfg`` gives max_new_tokens (per turn), max_episode_tokens, sampling settings.
+    caller scores). ``model`` is the policy or a generator (:mod:`grpo_env.engine.generation`).
+    ``cfg`` gives max_new_tokens (per turn), max_episode_tokens, sampling settings.
     ``timer["environment"]`` accumulates the seconds spent waiting on environments."""
+    gen = as_generator(model)
     timer = Counter() if timer is None else timer
     temperature = cfg.temperature if temperature is None else temperature
     sample = dict(temperature=temperature, top_p=cfg.top_p, top_k=cfg.top_k)
     texts = [render_prompt(e, tokenizer, cfg.chat_template, cfg.system_prompt) for e in examples]
     episodic = host is not None and any(host.is_episode(e) for e in examples)
-    keep = [] if episodic and cfg.episode_kv_cache else None  # turn 1's KV cache, for the next turns
-    ro = generate(model, tokenizer, texts, group_size, max_new_tokens=cfg.max_new_tokens,
+    keep = episodic and cfg.episode_kv_cache  # the generator keeps turn 1's KV cache, for the next turns
+    ro = generate(gen, tokenizer, texts, group_size, max_new_tokens=cfg.max_new_tokens,
                   return_logprobs=return_logprobs, keep=keep, **sample)
     rows_ex = [e for e in examples for _ in range(group_size)]
     if not episodic:
@@ -112,12 +115,11 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
     turns = [1] * B
     turn_text = [prefill_of(e) + t for e, t in zip(rows_ex, ro.texts)]
     active = [r for r in range(B) if host.is_episode(rows_ex[r])]
-    eos = eos_ids(tokenizer, model)
+    eos = eos_ids(tokenizer, getattr(gen, "model", None))
     close = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else eos[0]  # ends a cut turn
     steps_cut = [_on_truncated(host, e) == "step" for e in rows_ex]  # a cut turn goes to the environment
     budget = cfg.max_episode_tokens
-    kv = keep[0] if keep else None  # the KV cache of the last decode, and the episode row of each of its rows
-    kv_rows = list(range(B))
+    kv_rows = list(range(B))  # the episode row of each row of the generator's last decode
 
     while active:
         # 1. turns that ran out of tokens end their episodes (or, on_truncated="step", go to their
@@ -161,9 +163,10 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
         # 3. one batched decode of every unfinished episode's next turn, from its exact ids
         room = [min(cfg.max_new_tokens, budget - len(ids[r])) for r in going]
         at = {r: k for k, r in enumerate(kv_rows)}
-        new, new_lp, kv = _decode_turn(model, tokenizer, [prompts[r] + ids[r] for r in going], max(room), eos,
-                                       return_logprobs, sample, kv, [at[r] for r in going] if kv else None,
-                                       cfg.episode_kv_cache)
+        s = Sampling(max(room), tuple(eos), tokenizer.pad_token_id, **sample)
+        new, new_lp = gen.resume([at[r] for r in going] if keep else None, [prompts[r] + ids[r] for r in going], s,
+                                 logprobs=return_logprobs, keep=keep)
+        new, new_lp = new.tolist(), (new_lp.tolist() if new_lp is not None else [[0.0] * len(x) for x in new.tolist()])
         kv_rows = going
         for k, r in enumerate(going):
             toks = new[k][: room[k]]
@@ -195,33 +198,6 @@ def _on_truncated(host: EpisodeHost, example: Example) -> str:
         return "end"
     how = getattr(host, "on_truncated", None)  # a host without it ends cut turns' episodes
     return how(example) if how is not None else "end"
-
-
-@torch.no_grad()
-def _decode_turn(model, tokenizer, seqs: list[list[int]], max_new: int, eos: list[int], return_logprobs: bool,
-                 sample: dict, kv: KVState | None, kv_rows: list[int] | None,
-                 reuse: bool) -> tuple[list[list[int]], list[list[float]], KVState | None]:
-    """One batched decode continuing each sequence; new ids and log-probs per row, and (``reuse``) the
-    KV cache for the next turn. With ``kv`` (rows ``kv_rows`` of the last decode's cache) only the
-    tokens it does not hold are prefilled; without, each whole sequence is (left-padded)."""
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
-    logprobs: list[torch.Tensor] | None = [] if return_logprobs else None
-    keep: list[KVState] | None = [] if reuse else None
-    args = dict(max_new_tokens=max_new, eos=eos, pad_id=pad, logprobs=logprobs, keep=keep, **sample)
-    was_training = model.training
-    model.eval()
-    with _products(model):
-        if kv is not None:
-            out = resume(model, kv, kv_rows, seqs, **args)
-        else:
-            L = max(len(s) for s in seqs)
-            ids = torch.tensor([[pad] * (L - len(s)) + s for s in seqs], device=device)
-            mask = torch.tensor([[0] * (L - len(s)) + [1] * len(s) for s in seqs], device=device)
-            out = decode(model, ids, mask, 1, **args)
-    model.train(was_training)
-    lp = torch.stack(logprobs, 1).tolist() if logprobs else [[0.0] * out.shape[1]] * out.shape[0]
-    return out.tolist(), lp, (keep[0] if keep else None)
 
 
 def _assemble(ro: Rollout, ids, mm, lps, truncated, tokenizer, stats, with_logprobs: bool) -> Rollout:

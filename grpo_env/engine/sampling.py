@@ -11,7 +11,8 @@ import torch
 
 from grpo_env.engine import chat
 from grpo_env.engine.cpu_matmul import onednn_linear
-from grpo_env.engine.decode import _hidden_and_head, cache_kwarg, decode, output_cache
+from grpo_env.engine.decode import _hidden_and_head, cache_kwarg, output_cache
+from grpo_env.engine.generation import Sampling
 from grpo_env.engine.head import head_logprobs
 from grpo_env.types import Example
 
@@ -120,7 +121,7 @@ def completion_masks(completions: torch.Tensor, eos: list[int]) -> tuple[torch.T
 
 @torch.no_grad()
 def generate(
-    model,
+    model,  # the policy, or a generator (:mod:`grpo_env.engine.generation`)
     tokenizer,
     prompts: list[str],
     group_size: int,
@@ -132,40 +133,37 @@ def generate(
     min_new_tokens: int | None = None,
     share_prefix: bool = True,
     return_logprobs: bool = False,
-    keep: list | None = None,
+    keep: bool = False,
 ) -> Rollout:
-    """G completions for each prompt (B = prompts * G rows), decoded by :func:`decode`.
+    """G completions for each prompt (B = prompts * G rows), sampled by the generator seam (a model
+    is sampled by our decode loop, :mod:`grpo_env.engine.decode`).
 
     With ``share_prefix`` each prompt is prefilled once and its KV cache repeated G times, so the
     prompt costs 1/G of a plain batched prefill; the completions are the same either way.
     ``min_new_tokens`` (default: the model's ``generation_config``) forbids EOS before that length.
     ``return_logprobs`` keeps each sampled token's log-prob (``Rollout.sample_logprobs``).
-    ``keep``, a list, receives the final KV cache (:class:`~grpo_env.engine.decode.KVState`) for an
-    episode's next turn.
+    ``keep`` asks the generator to keep what an episode's next turn continues from.
     """
-    device = next(model.parameters()).device
+    from grpo_env.engine.generation import as_generator
+
+    gen = as_generator(model)
+    policy = getattr(gen, "model", None)
+    device = next(policy.parameters()).device if policy is not None else torch.device("cpu")
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     prompt_ids, prompt_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)  # (N, P)
     if not share_prefix:  # each prompt prefilled G times: rows are already one per completion
         prompt_ids, prompt_mask = prompt_ids.repeat_interleave(group_size, 0), prompt_mask.repeat_interleave(group_size, 0)
     if min_new_tokens is None:
-        min_new_tokens = getattr(getattr(model, "generation_config", None), "min_new_tokens", None) or 0
-    eos = eos_ids(tokenizer, model)
-    was_training = model.training
-    model.eval()
-    logprobs: list[torch.Tensor] | None = [] if return_logprobs else None
-    with _products(model):
-        completions = decode(
-            model, prompt_ids, prompt_mask, group_size if share_prefix else 1, max_new_tokens=max_new_tokens,
-            eos=eos, pad_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, top_k=top_k,
-            min_new_tokens=min_new_tokens, logprobs=logprobs, keep=keep,
-        )  # (B, T')
-    model.train(was_training)
+        min_new_tokens = getattr(getattr(policy, "generation_config", None), "min_new_tokens", None) or 0
+    eos = eos_ids(tokenizer, policy)
+    s = Sampling(max_new_tokens, tuple(eos), tokenizer.pad_token_id, temperature, top_p, top_k, min_new_tokens)
+    completions, sample_lp = gen.generate(prompt_ids, prompt_mask, group_size if share_prefix else 1, s,
+                                          logprobs=return_logprobs, keep=keep)  # (B, T') each
     if share_prefix:
         prompt_ids, prompt_mask = prompt_ids.repeat_interleave(group_size, 0), prompt_mask.repeat_interleave(group_size, 0)
     mask, truncated = completion_masks(completions, eos)
     texts = tokenizer.batch_decode(completions * mask + tokenizer.pad_token_id * (1 - mask), skip_special_tokens=True)
-    sample_lp = torch.stack(logprobs, 1) * mask if logprobs else None  # (B, T')
+    sample_lp = sample_lp * mask if sample_lp is not None else None  # (B, T')
     return Rollout(torch.cat([prompt_ids, completions], 1), torch.cat([prompt_mask, mask], 1), mask, truncated.cpu(),
                    texts, prompt_ids.shape[1], sample_logprobs=sample_lp)
 

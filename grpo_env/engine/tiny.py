@@ -38,8 +38,9 @@ def tiny_tokenizer(extra: str = "", tools_template: bool = False):
     return fast
 
 
-def tiny_model(vocab_size: int, hidden: int = 48, layers: int = 2, seed: int = 0):
-    """A randomly initialised 2-layer Llama (about 100k parameters)."""
+def tiny_model(vocab_size: int, hidden: int = 48, layers: int = 2, seed: int = 0, heads: int = 4, context: int = 256):
+    """A randomly initialised 2-layer Llama (about 100k parameters); ``heads`` attention heads (half
+    as many key/value heads). vLLM's kernels want a head size of at least 32: hidden 128, 2 heads."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -48,9 +49,9 @@ def tiny_model(vocab_size: int, hidden: int = 48, layers: int = 2, seed: int = 0
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=context,
         pad_token_id=0,
         eos_token_id=1,
         bos_token_id=2,

@@ -26,7 +26,10 @@ import torch
 from grpo_env.engine import checkpoint, parallel, tblog
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
-from grpo_env.engine.losses import grpo_loss, group_advantages, masked_mean, zero_spread_groups
+from grpo_env.engine.generation import Generator, as_generator
+from grpo_env.engine.generation.watch import SyncWatch, reduce_gaps
+from grpo_env.engine.losses import (grpo_loss, group_advantages, masked_mean, sampling_gap, tis_weights,
+                                    zero_spread_groups)
 from grpo_env.engine.episode_watch import EpisodeWatch
 from grpo_env.engine.monitor import StepMonitor
 from grpo_env.engine import rollout
@@ -89,12 +92,16 @@ def merge_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
     if any(r.model_mask is not None for r in parts):  # episodes: the sampled tokens among the completion's
         model_mask = torch.cat([torch.nn.functional.pad(r.trained_mask, (0, T - r.completion_ids.shape[1]), value=0)
                                 for r in parts])
+    sample_logp = None
+    if all(r.sample_logprobs is not None for r in parts):
+        sample_logp = torch.cat([torch.nn.functional.pad(r.sample_logprobs, (0, T - r.completion_ids.shape[1]))
+                                 for r in parts])
     episodes = None
     if any(r.episodes is not None for r in parts):
         episodes = [e for r in parts for e in (r.episodes or [None] * r.input_ids.shape[0])]
     return Rollout(
         torch.cat(ids), torch.cat(attn), torch.cat(cmask), torch.cat([r.truncated for r in parts]),
-        [t for r in parts for t in r.texts], P, model_mask, None, episodes,
+        [t for r in parts for t in r.texts], P, model_mask, sample_logp, episodes,
     )
 
 
@@ -108,10 +115,11 @@ def score_rows(score_fn: ScoreFn, examples: list[Example], texts: list[str], jud
 
 
 def collect_batch(model, tokenizer, prompts: PromptSource, score_fn: ScoreFn, cfg: TrainConfig, timer: Counter,
-                  dist: Dist = Dist(), env_host: EpisodeHost | None = None) -> Batch:
+                  dist: Dist = Dist(), env_host: EpisodeHost | None = None, generator: Generator | None = None) -> Batch:
     """Sample, roll out and score one step's batch; with dynamic sampling keep only groups whose
     rewards differ, drawing more prompts until ``prompts_per_step`` groups are kept (or the round cap).
-    Rows of environments are played as episodes through ``env_host`` (:mod:`rollout`).
+    Rows of environments are played as episodes through ``env_host`` (:mod:`rollout`). The
+    ``generator`` samples (default: our decode loop on ``model``), with each token's log-prob.
 
     Across ranks, every rank draws the same prompts and keeps its own share of the groups; the
     count of kept groups is summed over ranks, so every rank runs the same number of rounds.
@@ -128,7 +136,8 @@ def collect_batch(model, tokenizer, prompts: PromptSource, score_fn: ScoreFn, cf
         if examples:
             t = time.perf_counter()
             with _autocast(model, cfg.bf16):
-                ro, judged = rollout.run(model, tokenizer, examples, G, cfg, env_host, timer=timer)
+                ro, judged = rollout.run(generator or model, tokenizer, examples, G, cfg, env_host,
+                                         return_logprobs=True, timer=timer)
             timer["generation"] += time.perf_counter() - t - timer["environment"] + env_before
             env_before = timer["environment"]
             seq_examples = [e for e in examples for _ in range(G)]
@@ -269,12 +278,14 @@ def update(
     cfg: TrainConfig,
     dist: Dist = Dist(),
     par: parallel.Plain | None = None,  # the parallel strategy; None: parallel.strategy(model, dist)
+    tis_cap: float = 0.0,  # > 0: weigh each token's policy loss by min(train/sample ratio, cap)
 ) -> tuple[dict[str, float], bool]:
     """One optimiser step over the batch with gradient accumulation; returns (metrics, finite).
 
     The loss uses the whole step's normalisers (tokens, sequences, micro-batches summed over ranks)
     and the gradients are summed over ranks, so N ranks on N shares equal one process on the batch.
-    The parallel strategy runs the passes and the step.
+    The parallel strategy runs the passes and the step. Where the rollout has sampling log-probs,
+    the train-inference gap over the trained tokens is measured (and corrected with ``tis_cap``).
     """
     par = parallel.strategy(model, dist) if par is None else par
     B = 0 if ro is None else ro.input_ids.shape[0]
@@ -284,6 +295,8 @@ def update(
     total_tokens, total_seqs, total_chunks = dist.sum_all([local_tokens, float(B), float(len(chunks))])
     total_seqs = int(total_seqs)
     sums: Counter = Counter()
+    gaps: list[dict[str, Any]] = []  # per micro-batch: the train-inference gap's sums
+    sample_logp = None if ro is None else ro.sample_logprobs  # (B, T)
     finite = True
     model.train(_checkpointing(model))  # checkpointing only acts in train mode; otherwise no dropout
     opt.zero_grad(set_to_none=True)
@@ -292,6 +305,11 @@ def update(
     for s in chunks:
         with _autocast(model, cfg.bf16):
             logp, ent = par.forward(chunk_logprobs, ro, s, cfg, with_entropy=True)  # (b, T); DeepSpeed: its engine
+        is_w = None
+        if sample_logp is not None:  # the trained weights' log-probs of the tokens against the generator's
+            behaviour = logp.detach() if old_logp is None else old_logp[s]  # (b, T)
+            gaps.append(sampling_gap(behaviour, sample_logp[s], loss_mask[s]))
+            is_w = tis_weights(behaviour, sample_logp[s], tis_cap) if tis_cap > 0 else None
         loss, m = grpo_loss(
             logp,
             None if old_logp is None else old_logp[s],
@@ -306,6 +324,7 @@ def update(
             max_tokens=cfg.max_new_tokens,
             total_tokens=total_tokens,
             total_seqs=total_seqs,
+            is_weights=is_w,
         )
         if cfg.loss_type == "bnpo":  # a per-micro-batch mean: average the micro-batches
             loss = loss / total_chunks
@@ -328,7 +347,7 @@ def update(
     # whole-step numbers: every rank runs these collectives in the same order, whatever happened above
     finite = dist.all_true(finite)
     sums = dict(zip(METRIC_SUMS, dist.sum_all([sums[k] for k in METRIC_SUMS])))
-    metrics = {"loss": sums["loss"]}
+    metrics = {"loss": sums["loss"], **reduce_gaps(gaps, dist)}
     for k in ("entropy", "kl", "clip_low_frac", "clip_high_frac"):
         if k != "kl" or ref_logp is not None or (ro is None and cfg.beta > 0):
             metrics[k] = sums[k] / max(sums["_w"], 1.0)
@@ -587,6 +606,7 @@ def train(
     dist: Dist = Dist(),
     env_host: EpisodeHost | None = None,
     monitor: StepMonitor | None = None,
+    generator: Generator | None = None,
 ) -> RunState:
     """Train ``model`` for ``cfg.steps`` steps, logging to and checkpointing under ``out_dir``.
 
@@ -602,6 +622,9 @@ def train(
     With ``monitor``, each step's reward-hacking signals are logged under ``monitor`` (they never
     enter a reward), and an alarm warns or stops the run (:mod:`grpo_env.engine.monitor`).
     Environments that fail are written down, warned about and stop the run (:mod:`episode_watch`).
+    ``generator`` samples the completions (:mod:`grpo_env.engine.generation`; default: our decode
+    loop on ``model``); it takes the new weights after every step, and the train-inference gap is
+    logged (and, for a generator that is not ``model`` itself, corrected by ``cfg.tis_cap``).
     """
     out_dir = Path(out_dir)
     ckpt_root = out_dir / "checkpoints"
@@ -628,6 +651,9 @@ def train(
     watch = EpisodeWatch(cfg, out_dir, dist, run.step if resumed else None)  # environments' errors: written, warned, a stop
     env_host = watch.observe(env_host)
     dist.broadcast_params(model)  # every rank starts from rank 0's weights
+    generator = as_generator(model) if generator is None else generator
+    syncing = SyncWatch(generator, cfg, dist)
+    syncing.sync(model, sched.last_epoch, par.full_weights)  # the generator starts on the (resumed) weights
     prog, bar = _progress(cfg.progress and dist.main, cfg.steps, run.step)
     with prog, (log or contextlib.nullcontext()):  # the log's TensorBoard writer is closed on any exit
         while run.step < cfg.steps:
@@ -636,7 +662,7 @@ def train(
 
             # 1. sample prompts, generate G completions each (this rank's share of the groups), score them
             with par.gathered():  # FSDP: full weights while ranks generate for different lengths
-                batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer, dist, env_host)
+                batch = collect_batch(model, tokenizer, prompts, score_fn, cfg, timer, dist, env_host, generator)
             view = gather_view(batch, dist)  # the whole step's rewards, texts and lengths, on every rank
             watching = monitor.begin(run.step + 1, view) if monitor else None  # plugin signals, strict re-scoring: in the background
             record: dict[str, Any] = {"step": run.step + 1, "lr": sched.get_last_lr()[0]}
@@ -668,12 +694,18 @@ def train(
                 # 4. mu optimiser steps on this batch (gradients summed over ranks)
                 t = time.perf_counter()
                 for _ in range(cfg.mu):
-                    m, ok = update(model, opt, sched, ro, adv, loss_mask, ref_logp, old_logp, cfg, dist, par)
+                    m, ok = update(model, opt, sched, ro, adv, loss_mask, ref_logp, old_logp, cfg, dist, par,
+                                   syncing.tis_cap)
                     metrics = metrics or m  # report the first pass (ratio 1: the on-policy numbers)
                     if not ok:
                         metrics = m
                         break
                 timer["update"] += time.perf_counter() - t
+
+                # 5. the generator takes the new weights (vLLM; our decode loop samples from them already)
+                t = time.perf_counter()
+                syncing.sync(model, sched.last_epoch, par.full_weights)
+                timer["sync"] += time.perf_counter() - t
                 metrics.update(adv_m)
                 metrics.update(
                     completion_len_mean=view.lengths.mean().item(),
@@ -688,8 +720,9 @@ def train(
             else:
                 metrics.update(zero_spread_frac=1.0, skipped_reason="no group with reward spread")
             metrics.update(watch.finish(run.step + 1))
+            metrics.update(syncing.finish(run.step + 1, sched.last_epoch, metrics))
 
-            # 5. log the step (rank 0); stop after too many non-finite steps in a row
+            # 6. log the step (rank 0); stop after too many non-finite steps in a row
             run.bad_steps = 0 if ok else run.bad_steps + 1
             run.step += 1
             timer["total"] = time.perf_counter() - t_step
@@ -720,7 +753,7 @@ def train(
             if run.bad_steps >= cfg.max_bad_steps:
                 raise TrainingDiverged(f"{run.bad_steps} steps in a row had a non-finite loss or gradient (step {run.step})")
 
-            # 6. checkpoint (atomic, written by rank 0; every rank adds its RNG state, FSDP and DeepSpeed their shards);
+            # 7. checkpoint (atomic, written by rank 0; every rank adds its RNG state, FSDP and DeepSpeed their shards);
             #    a monitor alarm with on_alarm = "stop" ends the run here, checkpointed
             stopping = monitor is not None and monitor.stopping()
             due = (cfg.save_every and run.step % cfg.save_every == 0) or run.step == cfg.steps or stopping
