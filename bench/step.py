@@ -164,8 +164,9 @@ def apply_lever(lever: str, cfg_kwargs: dict) -> None:
         rollout.generate = functools.partial(sampling.generate, share_prefix=False)
     elif lever == "hf_generate":  # transformers' generate (cache grown by concatenation, its sampler), no shared prefill
         from grpo_env.engine import decode
+        from grpo_env.engine.generation import hf
 
-        sampling.decode = lambda model, ids, mask, G, **k: decode._generate_fallback(
+        hf.decode = lambda model, ids, mask, G, **k: decode._generate_fallback(
             model, ids, mask, G, k["max_new_tokens"], k["eos"], k["pad_id"], k["temperature"], k["top_k"], k["top_p"],
             k["min_new_tokens"])
     elif lever == "default_adamw":  # torch's default AdamW implementation on CPU (a per-tensor loop), not the fused one

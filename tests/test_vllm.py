@@ -227,3 +227,25 @@ def test_a_multi_turn_episode_is_token_exact_through_vllm(pair, host):
                 env_parts.append(cur)
                 cur = []
         assert all(p == inc for p in env_parts) and len(env_parts) == e["turns"] - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line, on SmolLM2
+
+
+@pytest.mark.slow
+def test_quickstart_trains_on_smollm2_through_vllm(tmp_path):
+    """The README's main job with ``--generation.backend=vllm``: SmolLM2-135M-Instruct (GGUF), one
+    step, vLLM sampling from the trainer's weights; the gap is the kernels' rounding."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "grpo_env.cli", "train", "tasks/quickstart.toml",
+                        "--generation.backend=vllm", "--train.steps=1", "--train.save=false", "--train.progress=false",
+                        f"--train.output_dir={out}"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (rec,) = records(out)
+    assert rec["generator"] == "vllm" and rec["generator_lag"] == 0 and rec["generator_syncs"] == 3
+    assert rec["mismatch_logp_abs_mean"] < 1e-3 and rec["sequences"] == 32, rec
+    assert "done: 1 steps" in p.stdout

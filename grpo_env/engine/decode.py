@@ -132,7 +132,7 @@ def decode(
     top_k: int = 0,
     top_p: float = 1.0,
     min_new_tokens: int = 0,  # EOS is forbidden before this many tokens
-    logprobs: list[torch.Tensor] | None = None,  # given a list: each step's (B,) sampled-token log-probs appended
+    logprobs: list[torch.Tensor] | None = None,  # given a list: each step's (B,) sampled-token log-probs appended (not on the fallback path)
     keep: list[KVState] | None = None,  # given a list: the final KV cache appended (not on the fallback path)
 ) -> torch.Tensor:  # (N*G, T') completion tokens, pad after a row's EOS; T' <= max_new_tokens
     """Sample completions; stops early once every row has produced an EOS.
@@ -145,9 +145,7 @@ def decode(
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (N, P) positions skip left padding
     out = base(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True)
     cache = preallocated_cache(output_cache(out), G, P + T)
-    if cache is None:
-        if logprobs is not None:
-            raise ValueError("sampling-time log-probs need the preallocated-cache decode path")
+    if cache is None:  # no sampling-time log-probs on this path: ``logprobs`` stays empty
         return _generate_fallback(model, prompt_ids, prompt_mask, G, T, eos, pad_id, temperature, top_k, top_p, min_new_tokens)
     hidden = out.last_hidden_state[:, -1].repeat_interleave(G, 0)  # (B, H) predicts the first token
     mask = torch.ones(N * G, P + T, dtype=prompt_mask.dtype, device=prompt_ids.device)  # (B, P + T)

@@ -97,6 +97,7 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
     keep = episodic and cfg.episode_kv_cache  # the generator keeps turn 1's KV cache, for the next turns
     ro = generate(gen, tokenizer, texts, group_size, max_new_tokens=cfg.max_new_tokens,
                   return_logprobs=return_logprobs, keep=keep, **sample)
+    return_logprobs = return_logprobs and ro.sample_logprobs is not None
     rows_ex = [e for e in examples for _ in range(group_size)]
     if not episodic:
         return ro, None
@@ -166,6 +167,7 @@ def run(model, tokenizer, examples: list[Example], group_size: int, cfg, host: E
         s = Sampling(max(room), tuple(eos), tokenizer.pad_token_id, **sample)
         new, new_lp = gen.resume([at[r] for r in going] if keep else None, [prompts[r] + ids[r] for r in going], s,
                                  logprobs=return_logprobs, keep=keep)
+        return_logprobs = return_logprobs and new_lp is not None  # a generator without them: none for the rollout
         new, new_lp = new.tolist(), (new_lp.tolist() if new_lp is not None else [[0.0] * len(x) for x in new.tolist()])
         kv_rows = going
         for k, r in enumerate(going):
