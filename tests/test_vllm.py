@@ -47,7 +47,7 @@ def vllm_generator(model):
 
 
 @pytest.fixture(scope="module")
-def pair():
+def pair():  # used by the tests above the training ones: closing any engine tears down vLLM's process-wide state
     model = tiny()
     gen = vllm_generator(model)
     yield model, gen
@@ -92,6 +92,54 @@ def test_the_same_seed_gives_the_same_samples_and_another_seed_others(pair):
         draws.append(generate(gen, TOK, PROMPTS, 4, max_new_tokens=12, temperature=1.0).completion_ids)
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
     assert len({tuple(r) for r in draws[0][:4].tolist()}) > 1  # the G samples of a prompt differ
+
+
+# ---------------------------------------------------------------------------------------------
+# episodes
+
+
+@pytest.fixture(scope="module")
+def host():
+    from grpo_env.episodes import EpisodeHost
+    from grpo_env.scoring import ScoringService
+
+    envs = te.cut_turn_environments()
+    with ScoringService({}, workers=1) as service:
+        with EpisodeHost({n: (e, e.rewards) for n, e in envs.items()}, service, workers=2, grace=0.5) as h:
+            yield h, envs
+
+
+def test_a_multi_turn_episode_is_token_exact_through_vllm(pair, host):
+    """Cut turns handed to the environment (on_truncated = "step"), several turns each: greedy
+    episodes equal our decode loop's token for token, and sampled ones keep their exact ids."""
+    model, gen = pair
+    h, envs = host
+    exs = [Example(id="x", prompt=p, gold={"secret": "7"}, task="tenv_shorter", tools=envs["tenv_shorter"].tool_specs())
+           for p in ("find it", "another one")]
+    cfg = TrainConfig(max_new_tokens=4, max_episode_tokens=60, group_size=2, temperature=0.0)
+    a, _ = rollout.run(model, TOK, exs, 2, cfg, h, return_logprobs=True)
+    b, _ = rollout.run(gen, TOK, exs, 2, cfg, h, return_logprobs=True)
+    assert max(e["turns"] for e in a.episodes) >= 3
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.model_mask, b.model_mask)
+
+    torch.manual_seed(2)
+    cfg = cfg.model_copy(update={"temperature": 1.0, "group_size": 4})
+    ro, _ = rollout.run(gen, TOK, exs, 4, cfg, h, return_logprobs=True)
+    lp, _ = chunk_logprobs(model, ro, slice(0, ro.input_ids.shape[0]), cfg)
+    m = ro.model_mask.bool()
+    torch.testing.assert_close(ro.sample_logprobs[m], lp[m], atol=LOGP_TOL, rtol=0)
+    inc = [TOK.eos_token_id] + chat.increment_ids(TOK, [Message(role="user", content=te.CUT_REPLY)])
+    for r, e in enumerate(ro.episodes):
+        keep = ro.completion_mask[r].bool()
+        comp, mask = ro.completion_ids[r][keep].tolist(), ro.model_mask[r][keep].tolist()
+        env_parts, cur = [], []
+        for t, k in zip(comp, mask):
+            if k == 0:
+                cur.append(t)
+            elif cur:
+                env_parts.append(cur)
+                cur = []
+        assert all(p == inc for p in env_parts) and len(env_parts) == e["turns"] - 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,54 +227,6 @@ def test_resume_is_exact_with_vllm(tmp_path):
     assert [r["completions"] for r in rollouts[0]] == [r["completions"] for r in rollouts[1]]
     losses = [[r["loss"] for r in records(tmp_path / d)] for d in ("full", "cut")]
     assert losses[0] == pytest.approx(losses[1], abs=1e-6)
-
-
-# ---------------------------------------------------------------------------------------------
-# episodes
-
-
-@pytest.fixture(scope="module")
-def host():
-    from grpo_env.episodes import EpisodeHost
-    from grpo_env.scoring import ScoringService
-
-    envs = te.cut_turn_environments()
-    with ScoringService({}, workers=1) as service:
-        with EpisodeHost({n: (e, e.rewards) for n, e in envs.items()}, service, workers=2, grace=0.5) as h:
-            yield h, envs
-
-
-def test_a_multi_turn_episode_is_token_exact_through_vllm(pair, host):
-    """Cut turns handed to the environment (on_truncated = "step"), several turns each: greedy
-    episodes equal our decode loop's token for token, and sampled ones keep their exact ids."""
-    model, gen = pair
-    h, envs = host
-    exs = [Example(id="x", prompt=p, gold={"secret": "7"}, task="tenv_shorter", tools=envs["tenv_shorter"].tool_specs())
-           for p in ("find it", "another one")]
-    cfg = TrainConfig(max_new_tokens=4, max_episode_tokens=60, group_size=2, temperature=0.0)
-    a, _ = rollout.run(model, TOK, exs, 2, cfg, h, return_logprobs=True)
-    b, _ = rollout.run(gen, TOK, exs, 2, cfg, h, return_logprobs=True)
-    assert max(e["turns"] for e in a.episodes) >= 3
-    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.model_mask, b.model_mask)
-
-    torch.manual_seed(2)
-    cfg = cfg.model_copy(update={"temperature": 1.0, "group_size": 4})
-    ro, _ = rollout.run(gen, TOK, exs, 4, cfg, h, return_logprobs=True)
-    lp, _ = chunk_logprobs(model, ro, slice(0, ro.input_ids.shape[0]), cfg)
-    m = ro.model_mask.bool()
-    torch.testing.assert_close(ro.sample_logprobs[m], lp[m], atol=LOGP_TOL, rtol=0)
-    inc = [TOK.eos_token_id] + chat.increment_ids(TOK, [Message(role="user", content=te.CUT_REPLY)])
-    for r, e in enumerate(ro.episodes):
-        keep = ro.completion_mask[r].bool()
-        comp, mask = ro.completion_ids[r][keep].tolist(), ro.model_mask[r][keep].tolist()
-        env_parts, cur = [], []
-        for t, k in zip(comp, mask):
-            if k == 0:
-                cur.append(t)
-            elif cur:
-                env_parts.append(cur)
-                cur = []
-        assert all(p == inc for p in env_parts) and len(env_parts) == e["turns"] - 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@
   the update. On CPU its KV cache is ``cpu_kv_cache_mib`` and it keeps the trainer's torch threads.
 
 Needs ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (set here before vLLM is imported): the engine runs in
-this process, so the weights pass as tensors, never through a file or a socket.
+this process, so the weights pass as tensors, never through a file or a socket. One engine per
+process at a time: closing one tears down vLLM's process-wide parallel state, which any other engine
+of the process still needs (a new one started after it sets that state up again).
 """
 
 from __future__ import annotations
