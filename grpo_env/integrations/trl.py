@@ -14,7 +14,10 @@ single ``not_applicable`` component is ``None`` and the others still count. Stat
 TRL's logs (``grpo_env/status/<status>``) and accumulate in ``counts``.
 
 Environments (multi-turn episodes) are refused by both, naming them (:class:`EnvironmentRefused`):
-TRL's trainer scores single completions and plays no episodes; ``grpo-env train`` does.
+these score single completions and play no episodes. Environments that fit TRL's own tool loop
+(tools only, no feedback turns: ``math_python``) train in TRL through :class:`TRLEnvironments`
+(:mod:`grpo_env.integrations.trl_env`: its ``environment_factory`` runs their tools in our episode
+processes); the others with ``grpo-env train``.
 
     rewards = TRLRewards("tasks/example.toml")
     trainer = GRPOTrainer(model=..., reward_funcs=rewards.funcs, args=GRPOConfig(...),
@@ -30,12 +33,31 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from grpo_env.environment import is_environment
 from grpo_env.integrations._common import EnvironmentRefused, entries_of, recipe_of, refuse_environments, rewards_of  # noqa: F401
+from grpo_env.integrations.trl_env import TRLEnvironments, refuse_unfit, unfit_reason  # noqa: F401
 from grpo_env.mixture import TaskMixture
 from grpo_env.recipe import Recipe
-from grpo_env.types import Example, Scored
+from grpo_env.types import Example, Scored, Task
 
 RewardFunc = Callable[..., list[float | None]]
+
+
+def refuse_for_trl(tasks: list[Task]) -> None:
+    """:func:`refuse_environments` for TRL, saying which refused environments TRLEnvironments takes."""
+    try:
+        refuse_environments(tasks, "TRL")
+    except EnvironmentRefused as e:
+        fit = [t.name for t in tasks if is_environment(t) and unfit_reason(t) is None]  # type: ignore[arg-type]
+        one = len(fit) == 1
+        if fit:
+            hint = (f"{', '.join(repr(n) for n in fit)} {'fits' if one else 'fit'} TRL's own tool loop: train "
+                    f"{'it' if one else 'them'} with TRLEnvironments (its environment_factory and reward funcs), "
+                    f"in a run of {'its' if one else 'their'} own")
+        else:
+            hint = ("TRLEnvironments bridges only tool environments without feedback turns (e.g. math_python), "
+                    "through TRL's environment_factory")
+        raise EnvironmentRefused(f"{e}. {hint}") from None
 
 
 def example_row(example: Example, system_prompt: str | None = None) -> dict[str, Any]:
@@ -52,7 +74,7 @@ def recipe_dataset(recipe: Recipe | str | Path, n: int, split: str | None = None
 
     rec = recipe_of(recipe)
     entries = entries_of(rec)
-    refuse_environments([e.task for e in entries], "TRL")
+    refuse_for_trl([e.task for e in entries])
     mix = TaskMixture(entries, seed=rec.seed, split=split or rec.train.split)
     rows = [example_row(ex, rec.train.system_prompt) for ex in mix.sample(n)]
     return datasets.Dataset.from_list(rows)
@@ -82,7 +104,7 @@ class TRLRewards:
 
         rec = recipe_of(recipe)
         entries = entries_of(rec)
-        refuse_environments([e.task for e in entries], "TRL")
+        refuse_for_trl([e.task for e in entries])
         self.weights = {e.task.name: e.reward_weights for e in entries}
         self.service = ScoringService(rewards_of(entries), workers=workers or rec.scoring.workers,
                                       grace=rec.scoring.grace)
