@@ -89,12 +89,14 @@ def make_score_fn(service, entries: list[MixEntry]) -> ScoreFn:
     return score_fn
 
 
-def make_env_host(service, entries: list[MixEntry], workers: int = 2, grace: float = 1.0):
-    """The episode host for the mix's environments (None when the mix has none)."""
+def make_env_host(service, entries: list[MixEntry], workers: int = 2, grace: float = 1.0, forks=None):
+    """The episode host for the mix's environments (None when the mix has none). ``forks``: where
+    its episode processes come from (an EpisodeZygote started before the model loaded; see
+    :class:`grpo_env.episodes.EpisodeHost`)."""
     from grpo_env.episodes import EpisodeHost
 
     envs = {e.task.name: (e.task, e.reward_weights) for e in entries if e.is_environment}
-    return EpisodeHost(envs, service, workers=workers, grace=grace) if envs else None
+    return EpisodeHost(envs, service, workers=workers, grace=grace, forks=forks) if envs else None
 
 
 def run_dir(recipe: Recipe) -> Path:
@@ -159,6 +161,10 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
             tblog.require()  # before the model loads
         registry = get_registry()
         entries = mix_entries(recipe, registry)
+        # issue 19 item 11: episode processes fork from this small process, started before the model loads
+        from grpo_env.episodes import start_zygote
+
+        zygote = start_zygote(e.task for e in entries if e.is_environment)  # None: no environments
         mix = TaskMixture(entries, seed=recipe.seed, split=recipe.train.split)
         watched = monitor_rewards(recipe, registry, entries)  # strict variants and plugin monitors, for scoring
         out = run_dir(recipe)
@@ -205,7 +211,8 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
     prompts = monitors.CanarySource(mix, entries, mon.canary_share, recipe.seed) if mon.enabled and mon.canary_share else mix
     try:
         with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
-            host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace)
+            host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace,
+                                 forks=zygote)  # issue 19 item 11
             monitor = monitors.make_monitor(mon, registry, entries, service, dist, reward_texts)
             try:
                 run = train(model, tok, prompts, monitors.canary_blind(make_score_fn(service, entries)), recipe.train,
@@ -220,6 +227,9 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
 
             print(f"report: {write_report(out)}", file=sys.stderr)
         return _fail(str(e))
+    finally:
+        if zygote is not None:  # issue 19 item 11: its episode processes go with it
+            zygote.close()
     if not dist.main:
         return 0
     last = run.history[-1] if run.history else {}
