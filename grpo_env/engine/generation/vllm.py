@@ -40,9 +40,11 @@ WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod."
 
 
 def _environment(device: torch.device) -> None:
-    """What vLLM reads from the environment at import and start: in-process engine; on CPU, no
-    thread binding and the trainer's thread count kept (vLLM drops to one thread otherwise)."""
+    """What vLLM reads from the environment at import and start: in-process engine, warnings only in
+    its log; on CPU, no thread binding and the trainer's thread count kept (vLLM drops to one thread
+    otherwise). Each is a default: a value already set wins."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # a run's own lines stay readable (INFO: set it yourself)
     if device.type == "cpu":
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
