@@ -23,7 +23,7 @@ class HFGenerator:
         self.syncs = 0
         self._kv: KVState | None = None  # the last kept decode's cache, for resume
 
-    def _run(self, fn, *args, s: Sampling, logprobs: bool, keep: bool, min_new_tokens: int = 0):
+    def _run(self, fn, *args, s: Sampling, logprobs: bool, keep: bool, **extra):
         from grpo_env.engine.sampling import _products
 
         lps: list[torch.Tensor] | None = [] if logprobs else None
@@ -34,8 +34,7 @@ class HFGenerator:
         try:
             with _products(model):
                 out = fn(model, *args, max_new_tokens=s.max_new_tokens, eos=list(s.eos), pad_id=s.pad_id,
-                         temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, logprobs=lps, keep=kept,
-                         **({"min_new_tokens": min_new_tokens} if fn is decode else {}))
+                         temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, logprobs=lps, keep=kept, **extra)
         finally:
             model.train(was_training)
         self._kv = kept[0] if kept else None
