@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,18 +32,9 @@ from grpo_env.engine.sampling import generate  # noqa: E402
 from grpo_env.engine.trainer import train  # noqa: E402
 from grpo_env.mixture import MixEntry, TaskMixture  # noqa: E402
 from grpo_env.types import Example, Outcome, Scored, Task  # noqa: E402
+from episodes import machine  # noqa: E402  (bench/episodes.py, beside this file)
 
 QUESTIONS = ["What is 17 + 25?", "Name three primes.", "Why is the sky blue?", "Write a haiku about rain."]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def prompts(tok) -> list[str]:
@@ -114,7 +104,7 @@ def main() -> int:
             gen.close()
         del model
     ratio = {k: rows["vllm"][k] / rows["hf"][k] for k in rows["hf"] if rows["hf"][k]}
-    print(f"\nCPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+    print(f"\nCPU: {machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"4 prompts x G = {G}, {args.tokens} tokens each, fp32\n")
     print(f"| {'measure':<28} | {'ours (hf)':>10} | {'vLLM':>10} | {'vLLM / ours':>11} |")
     print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 13}|")
@@ -122,7 +112,7 @@ def main() -> int:
         print(f"| {k:<28} | {rows['hf'][k]:>10.4g} | {rows['vllm'][k]:>10.4g} | {ratio.get(k, float('nan')):>11.3f} |")
     import vllm
 
-    record = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "threads": torch.get_num_threads(),
+    record = {"date": time.strftime("%Y-%m-%d"), "cpu": machine(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "vllm": vllm.__version__, "tokens": args.tokens, "prompts": len(texts),
               "group_size": G, "results": rows, "ratio_vllm_over_hf": ratio, "command": " ".join(sys.argv)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,7 @@ from grpo_env.engine.generation.vllm import architectures, trained_weights
 from grpo_env.engine.losses import sampling_gap, tis_weights
 from grpo_env.engine.tiny import tiny_model, tiny_tokenizer, write_tiny
 from grpo_env.engine.trainer import train
-from grpo_env.mixture import MixEntry, TaskMixture
-from grpo_env.types import Example, Outcome, Scored, Task
+from rewards_for_tests import vowel_mixture, vowel_score
 
 
 def test_tis_weights_are_the_capped_ratio_and_carry_no_gradient():
@@ -48,19 +47,6 @@ def test_the_tis_weight_scales_the_policy_gradient_not_the_kl():
     torch.testing.assert_close(g_w, g_plain * torch.tensor([[0.5, 2.0]]))
 
 
-def _mixture():
-    def examples(split, seed, options):
-        for i in range(50):
-            yield Example(id=f"{seed}-{i}", prompt=f"say {(seed + i) % 10}")
-
-    return TaskMixture([MixEntry(Task(name="vowels", rewards={"vowels": 1.0}, examples=examples))], seed=7)
-
-
-def _vowels(exs, comps):
-    outs = [Outcome.partial(min(sum(ch in "aeiou" for ch in c) / 4, 1.0)) for c in comps]
-    return [Scored(total=o.score, status=o.status, components={"vowels": o}) for o in outs]
-
-
 def test_our_decode_loop_has_no_train_inference_gap(tmp_path):
     """The CI invariant: the hf backend samples from the trained module itself, so after every
     optimiser step the log-probs it sampled with equal the update's, and TIS stays off."""
@@ -69,7 +55,7 @@ def test_our_decode_loop_has_no_train_inference_gap(tmp_path):
     model = tiny_model(len(tok))
     cfg = TrainConfig(steps=3, group_size=4, prompts_per_step=2, max_new_tokens=8, lr=1e-2, progress=False,
                       save=False, mu=2)  # mu = 2: the gap is measured against the sampling weights' log-probs
-    train(model, tok, _mixture(), _vowels, cfg, tmp_path)
+    train(model, tok, vowel_mixture(), vowel_score, cfg, tmp_path)
     recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["generator"] for r in recs] == ["hf"] * 3 and [r["generator_lag"] for r in recs] == [0] * 3
     assert all(r["mismatch_logp_abs_max"] < 1e-4 for r in recs), [r["mismatch_logp_abs_max"] for r in recs]

@@ -17,13 +17,13 @@ import pytest
 import torch
 
 import envs_for_tests as te
+from rewards_for_tests import vowel_mixture, vowel_score
 from grpo_env.engine import chat, rollout
 from grpo_env.engine.config import GenerationConfig, TrainConfig
 from grpo_env.engine.sampling import generate
 from grpo_env.engine.tiny import TOOL_CHARS, tiny_model, tiny_tokenizer
 from grpo_env.engine.trainer import chunk_logprobs, train
-from grpo_env.mixture import MixEntry, TaskMixture
-from grpo_env.types import Example, Message, Outcome, Scored, Task
+from grpo_env.types import Example, Message
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None and not os.environ.get("GRPO_ENV_REQUIRE_VLLM"),
@@ -146,19 +146,6 @@ def test_a_multi_turn_episode_is_token_exact_through_vllm(pair, host):
 # training: the sync and the mismatch
 
 
-def mixture():
-    def examples(split, seed, options):
-        for i in range(50):
-            yield Example(id=f"{seed}-{i}", prompt=f"say {(seed + i) % 10}")
-
-    return TaskMixture([MixEntry(Task(name="vowels", rewards={"vowels": 1.0}, examples=examples))], seed=7)
-
-
-def vowels(exs, comps):
-    outs = [Outcome.partial(min(sum(ch in "aeiou" for ch in c) / 4, 1.0)) for c in comps]
-    return [Scored(total=o.score, status=o.status, components={"vowels": o}) for o in outs]
-
-
 def records(run_dir):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
 
@@ -172,7 +159,7 @@ def test_the_gap_stays_at_its_step_0_level_and_every_step_syncs(tmp_path):
     model = tiny()
     gen = vllm_generator(model)
     try:
-        train(model, TOK, mixture(), vowels, TrainConfig(**CFG), tmp_path, generator=gen)
+        train(model, TOK, vowel_mixture(), vowel_score, TrainConfig(**CFG), tmp_path, generator=gen)
     finally:
         gen.close()
     recs = records(tmp_path)
@@ -195,7 +182,7 @@ def test_a_skipped_sync_makes_the_gap_jump_and_the_run_says_so(tmp_path, capsys)
     model = tiny()
     gen = SkipsStepTwo(model, TOK, GCFG, seed=0)
     try:
-        train(model, TOK, mixture(), vowels, TrainConfig(**CFG, mismatch_warn=0.02), tmp_path, generator=gen)
+        train(model, TOK, vowel_mixture(), vowel_score, TrainConfig(**CFG, mismatch_warn=0.02), tmp_path, generator=gen)
     finally:
         gen.close()
     recs = records(tmp_path)
@@ -215,7 +202,7 @@ def test_resume_is_exact_with_vllm(tmp_path):
         gen = vllm_generator(model)
         try:
             cfg = TrainConfig(**{**CFG, "steps": steps, "save": True, "save_every": 2})
-            train(model, TOK, mixture(), vowels, cfg, out, resume=resume, generator=gen)
+            train(model, TOK, vowel_mixture(), vowel_score, cfg, out, resume=resume, generator=gen)
         finally:
             gen.close()
 

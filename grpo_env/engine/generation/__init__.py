@@ -68,7 +68,7 @@ class Generator(Protocol):
         keep: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]: ...  # (len(seqs), T) as from :meth:`generate`
 
-    def sync(self, model, version: int) -> None: ...  # load the trained weights of optimiser step ``version``
+    def sync(self, model, version: int, weights=None) -> None: ...  # load optimiser step ``version``'s weights (``weights()``: the full state)
     def close(self) -> None: ...
 
 

@@ -55,8 +55,9 @@ class HFGenerator:
         mask = torch.tensor([[0] * (L - len(x)) + [1] * len(x) for x in seqs], device=device)
         return self._run(decode, ids, mask, 1, s=sampling, logprobs=logprobs, keep=keep)
 
-    def sync(self, model, version: int) -> None:
-        """Nothing to load: this backend samples from the trained parameters themselves."""
+    def sync(self, model, version: int, weights=None) -> None:
+        """Nothing to load (``weights`` is never called): this backend samples from the trained
+        parameters themselves."""
         self.model = model
         self.version = version
         self.syncs += 1

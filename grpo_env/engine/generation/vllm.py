@@ -161,6 +161,7 @@ class VLLMGenerator:
         finally:
             checkpoint.set_rng_state(rng)
         self.max_model_len = length
+        self._asleep = False
         self.version = -1
         self.syncs = 0
         self.sync(model, 0)
@@ -226,7 +227,7 @@ class VLLMGenerator:
     # memory
 
     def _wake(self) -> None:
-        if self.sleeps and getattr(self, "_asleep", False):
+        if self._asleep:
             self.llm.wake_up()
             self._asleep = False
 

@@ -56,10 +56,7 @@ class SyncWatch:
     def sync(self, model, version: int, weights: Callable[[], Mapping[str, torch.Tensor]] | None = None) -> None:
         """The generator loads the trained weights of optimiser step ``version`` (``weights``: the
         strategy's full state, gathered under FSDP; called only by a generator that loads weights)."""
-        if self.gen.exact:
-            self.gen.sync(model, version)
-        else:
-            self.gen.sync(model, version, weights)
+        self.gen.sync(model, version, weights)
 
     def finish(self, step: int, version: int, metrics: dict[str, Any]) -> dict[str, Any]:
         """The step's generator metrics (added to ``metrics``' gap numbers), and its warnings."""
