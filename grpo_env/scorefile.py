@@ -1,8 +1,13 @@
 """`grpo-env score`: score a JSONL file of (example fields + completion) rows with a task's rewards.
 
-A bad row (not JSON, no string ``completion``, fields the task cannot turn into an example) gets an
-output row with ``status: "invalid_row"`` and an ``error`` naming the row; every other row is scored.
-The output file is written to a temporary name and renamed into place when complete.
+An environment's rows carry ``turns`` instead, a list of the assistant's turns (strings): each row is
+played as one episode through the real episode processes and deadlines (:func:`grpo_env.episodes.play`)
+and judged as in training.
+
+A bad row (not JSON, no string ``completion`` / no list of string ``turns``, fields the task cannot
+turn into an example) gets an output row with ``status: "invalid_row"`` and an ``error`` naming the
+row; every other row is scored. The output file is written to a temporary name and renamed into
+place when complete.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from grpo_env.environment import is_environment
 from grpo_env.scoring import ScoringService
 from grpo_env.types import Example, Scored, Task
 
@@ -29,8 +35,8 @@ def _row_error(e: Exception) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def read_rows(path: Path, task: Task, options: dict[str, Any]) -> list[tuple[dict, Example | None, str]]:
-    """Each line as (row, example or None, completion or error message)."""
+def read_rows(path: Path, task: Task, options: dict[str, Any]) -> list[tuple[dict, Example | None, Any]]:
+    """Each line as (row, example or None, completion (an environment's: its turns) or error message)."""
     out = []
     with path.open(encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, start=1):
@@ -44,10 +50,17 @@ def read_rows(path: Path, task: Task, options: dict[str, Any]) -> list[tuple[dic
             if not isinstance(row, dict):
                 out.append(({"line": n}, None, f"line {n}: a row must be a JSON object"))
                 continue
-            completion = row.get("completion")
-            if not isinstance(completion, str):
-                out.append((row, None, f"line {n}: needs a string field 'completion'"))
-                continue
+            if is_environment(task):  # an episode: the assistant's turns
+                completion = row.get("turns")
+                if not (isinstance(completion, list) and completion and all(isinstance(t, str) for t in completion)):
+                    out.append((row, None, f"line {n}: {task.name!r} is an environment: a row needs 'turns', a "
+                                           "non-empty list of the assistant's turns (strings), played as one episode"))
+                    continue
+            else:
+                completion = row.get("completion")
+                if not isinstance(completion, str):
+                    out.append((row, None, f"line {n}: needs a string field 'completion'"))
+                    continue
             try:
                 example = task.example_from_row(row, options)
             except Exception as e:  # the task could not use this row: say why, keep going
@@ -55,6 +68,8 @@ def read_rows(path: Path, task: Task, options: dict[str, Any]) -> list[tuple[dic
                 continue
             if not example.id:
                 example = example.model_copy(update={"id": f"line{n}"})
+            if is_environment(task):
+                example = example.model_copy(update={"task": task.name, "tools": task.tool_specs()})
             out.append((row, example, completion))
     return out
 
@@ -78,7 +93,13 @@ def score_file(
     """Score ``src`` into ``dst``; return the count of rows by status."""
     rows = read_rows(src, task, options or {})
     valid = [(row, ex, c) for row, ex, c in rows if ex is not None]
-    scored = iter(service.score_examples([weights] * len(valid), [ex for _, ex, _ in valid], [c for *_, c in valid]))
+    if is_environment(task):  # each row one episode, in its own process, judged by the environment
+        from grpo_env.episodes import EpisodeHost, play
+
+        with EpisodeHost({task.name: (task, weights)}, service) as host:
+            scored = iter([play(host, ex, turns).scored for _, ex, turns in valid])
+    else:
+        scored = iter(service.score_examples([weights] * len(valid), [ex for _, ex, _ in valid], [c for *_, c in valid]))
     counts: Counter[str] = Counter()
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)

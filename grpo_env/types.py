@@ -232,7 +232,7 @@ class Task(BaseModel):
         if self.from_row is not None:
             ex = self.from_row(row, opts)
         else:
-            fields = {k: v for k, v in row.items() if k not in ("id", "prompt", "completion", "task")}
+            fields = {k: v for k, v in row.items() if k not in ("id", "prompt", "completion", "turns", "task")}
             ex = Example(id=str(row.get("id", "")), prompt=row.get("prompt", ""), gold=fields)
         return ex.model_copy(update={"task": self.name})
 

@@ -370,3 +370,36 @@ def test_piped_tables_print_names_whole():
         assert re.search(rf"(^|[ ,│]){re.escape(name)}([ ,│]|$)", plugins.stdout, re.M), name
     for name in reg.rewards:
         assert re.search(rf"(^|[ ,│]){re.escape(name)}([ ,│]|$)", plugins.stdout, re.M), name
+
+
+def test_score_plays_an_environments_turns_and_hedges_and_huge_turns_earn_nothing(tmp_path):
+    """`grpo-env score ENV`: each row's `turns` played as one episode through the real processes. A
+    wrong guess, every number in one turn (a hedge), and a 300 KB turn of surrogates, control and
+    special-token text earn nothing; a row with a completion instead is refused with the reason;
+    nothing is left behind, and it stays fast."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    gold = {"secret": 5, "high": 10, "max_turns": 4}
+    rows = [dict(id="wrong", prompt="guess", turns=["1", "2", "3", "4"], **gold),
+            dict(id="hedge", prompt="guess", turns=[" ".join(str(i) for i in range(1, 11))], **gold),
+            dict(id="huge", prompt="guess", turns=["\ud800\x1b[2J<|im_end|>" + "7" * 300_000], **gold),
+            dict(id="right", prompt="guess", turns=["3", "5"], **gold),
+            dict(id="completion", prompt="guess", completion="5", **gold)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = set(os.listdir("/dev/shm"))
+    t = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "grpo_env.cli", "score", "games.guess", "-i", str(src)],
+                       capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - t < 60
+    assert p.returncode == 1 and "1 invalid row(s)" in p.stderr, p.stdout + p.stderr  # the completion row
+    out = {r["id"]: r for r in map(json.loads, (tmp_path / "in.scored.jsonl").read_text().splitlines())}
+    assert [(out[i]["status"], out[i]["score"]) for i in ("wrong", "hedge", "huge")] == [("incorrect", 0.0)] * 3
+    assert (out["right"]["status"], out["right"]["score"]) == ("correct", 1.0)
+    assert "is an environment: a row needs 'turns'" in out["completion"]["error"]
+    assert set(os.listdir("/dev/shm")) <= before
+    leftover = subprocess.run(["pgrep", "-f", str(src)], capture_output=True, text=True).stdout.split()
+    assert not leftover
