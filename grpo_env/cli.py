@@ -450,9 +450,39 @@ def _reward(reg: Registry, name: str):
         raise CLIError(str(e)) from None
 
 
+def cmd_doctor_ray(args: argparse.Namespace) -> int:
+    """``grpo-env doctor --ray``: every node of the Ray cluster, its grpo-env and sandbox isolation;
+    exit 1 when a node would be refused for scoring."""
+    from grpo_env import __version__
+    from grpo_env.scoring.ray import ClusterError, connect, probe_nodes
+
+    try:
+        connect(args.address)
+    except ClusterError as e:
+        raise CLIError(str(e)) from None
+    reports = probe_nodes()
+    if not reports:
+        raise CLIError("the Ray cluster has no live node with CPUs to score on")
+    table = _table(f"Ray cluster at {args.address}: {len(reports)} nodes with CPUs", "node", "grpo-env", "sandbox",
+                   "scores", "why not")
+    refused = 0
+    for r in reports:
+        why = r.problem(__version__, args.allow_unisolated)
+        refused += bool(why)
+        sandbox = "namespaces" if r.isolated else (f"fallback (missing: {r.missing})" if not r.error else "-")
+        table.add_row(f"{r.address} {r.node_id[:12]}", r.version or "-", sandbox,
+                      "[red]no[/]" if why else "[green]yes[/]", why)
+    _print_table(table)
+    if refused:
+        out.print(f"{refused} of {len(reports)} nodes would be refused for scoring ([scoring] backend = \"ray\")")
+    return 1 if refused else 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     import platform
 
+    if args.ray:
+        return cmd_doctor_ray(args)
     out.print(f"grpo-env {__version__} on Python {platform.python_version()}, {platform.platform()}")
     try:
         from grpo_env.sandbox import isolation_report, self_test
@@ -598,7 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--markdown", action="store_true", help="print markdown (the format of docs/rewards.md)")
     s.set_defaults(fn=cmd_rewards)
 
-    s = command("doctor", "report the sandbox isolation this machine grants")
+    s = command("doctor", "report the sandbox isolation this machine grants (--ray: every node of a Ray cluster)")
+    s.add_argument("--ray", action="store_true", help="probe every node of the Ray cluster that would score")
+    s.add_argument("--address", default="auto", help="with --ray: the cluster (default: auto, the one on this machine)")
+    s.add_argument("--allow-unisolated", action="store_true",
+                   help="with --ray: accept nodes whose sandbox cannot isolate (as [scoring] allow_unisolated)")
     s.set_defaults(fn=cmd_doctor)
 
     s = command("train", "train with a recipe: grpo-env train RECIPE [--train.lr=1e-5 ...]", epilog=OVERRIDES,

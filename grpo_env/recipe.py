@@ -17,7 +17,7 @@ import math
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -77,8 +77,12 @@ class TaskEntry(BaseModel):
 class ScoringConfig(BaseModel):
     model_config = STRICT
 
-    workers: int = Field(default=2, ge=1)  # scoring worker processes
+    workers: int = Field(default=2, ge=1)  # scoring worker processes (on Ray: per node)
     grace: float = Field(default=1.0, ge=0)  # seconds added to a reward's deadline before the kill
+    backend: Literal["local", "ray"] = "local"  # local worker processes, or scoring actors on a Ray cluster's nodes
+    address: str = "auto"  # ray: the cluster to join ("auto": the one `ray start` runs here, or host:port)
+    max_in_flight: int | None = Field(default=None, ge=1)  # ray: items being scored at once, cluster-wide (default: 2 per worker)
+    allow_unisolated: bool = False  # ray: score on nodes whose sandbox cannot isolate (no namespaces) too
 
 
 class Recipe(BaseModel):

@@ -27,6 +27,8 @@ from grpo_env.engine.trainer import ScoreFn, TrainingDiverged, train
 from grpo_env.mixture import MixEntry, MixtureError, TaskMixture
 from grpo_env.plugins import own_outcome_hint
 from grpo_env.recipe import Recipe, RecipeError, load_recipe
+from grpo_env.scoring import make_service
+from grpo_env.scoring.ray import ClusterError
 from grpo_env.types import Example, Scored, Status
 
 
@@ -152,9 +154,9 @@ def _fail(msg: str) -> int:
 def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> int:
     """``grpo-env train RECIPE [--key=value ...] [--resume]``; returns the exit code."""
     from grpo_env.plugins import PluginError, get_registry
-    from grpo_env.scoring import ScoringService
 
     quiet_unused_deepspeed()
+    service = None  # on Ray, started before the model loads
     try:
         recipe = load_recipe(recipe_path, overrides)
         if recipe.train.tensorboard:
@@ -167,6 +169,9 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         zygote = start_zygote(e.task for e in entries if e.is_environment)  # None: no environments
         mix = TaskMixture(entries, seed=recipe.seed, split=recipe.train.split)
         watched = monitor_rewards(recipe, registry, entries)  # strict variants and plugin monitors, for scoring
+        rewards = {name: registry.reward(name) for e in entries for name in e.components} | watched
+        if recipe.scoring.backend == "ray":  # a cluster that cannot score stops the run before the model loads
+            service = make_service(recipe.scoring, rewards)
         out = run_dir(recipe)
         if not resume and checkpoint.latest(out / "checkpoints") is not None:
             raise FileExistsError(f"{out} already holds a run's checkpoints: continue it with --resume, or choose "
@@ -195,7 +200,9 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         generator = make_generator(model, tok, backend, recipe.generation, max_model_len=context,
                                    seed=recipe.seed + dist.rank)
     except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError, DistributedError,
-            tblog.TensorBoardMissing, GenerationError) as e:
+            tblog.TensorBoardMissing, GenerationError, ClusterError) as e:
+        if service is not None:
+            service.close()
         return _fail(str(e))
     if dist.main:  # only rank 0 writes the run directory
         if resume and checkpoint.latest(out / "checkpoints") is None:
@@ -205,12 +212,10 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
         (out / "plugins.json").write_text(json.dumps(plugin_versions(registry, entries), indent=2))
-    rewards = {name: registry.reward(name) for e in entries for name in e.components}
-    rewards.update(watched)
     mon = recipe.monitor
     prompts = monitors.CanarySource(mix, entries, mon.canary_share, recipe.seed) if mon.enabled and mon.canary_share else mix
     try:
-        with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
+        with service or make_service(recipe.scoring, rewards) as service:
             host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace,
                                  forks=zygote)  # issue 19 item 11
             monitor = monitors.make_monitor(mon, registry, entries, service, dist, reward_texts)
@@ -373,7 +378,6 @@ def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[st
     from rich.console import Console
 
     from grpo_env.plugins import PluginError, get_registry
-    from grpo_env.scoring import ScoringService
 
     if samples < 1:
         return _fail(f"--samples must be at least 1, got {samples}")
@@ -400,7 +404,11 @@ def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[st
         return _fail(str(e))
     rewards = {name: registry.reward(name) for e in entries for name in e.components}
     try:
-        with ScoringService(rewards, workers=recipe.scoring.workers, grace=recipe.scoring.grace) as service:
+        try:
+            service = make_service(recipe.scoring, rewards)
+        except ClusterError as e:
+            return _fail(str(e))
+        with service:
             results = evaluate(generator, tok, recipe, entries, service, samples=samples, temperature=temperature)
     finally:
         generator.close()

@@ -56,7 +56,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from grpo_env.environment import Environment, Episode, Step, ToolCall, ToolError, Turn
 from grpo_env.rewards import combine
-from grpo_env.scoring import _die_with_parent, _plain, serve
+from grpo_env.scoring.local import _die_with_parent, _plain, serve
 from grpo_env.text import plain
 from grpo_env.tools import CallError, parse_calls
 from grpo_env.types import Example, Message, Outcome, Scored, Status

@@ -125,7 +125,47 @@ class _Worker:
         self.kill()
 
 
-class ScoringService:
+class Scores:
+    """What every scoring backend offers beside ``score_iter`` and ``close`` (see
+    :mod:`grpo_env.scoring`): a list, an example's weighted components, use as a context manager."""
+
+    def score_iter(self, items: Iterable[Item]) -> Iterator[Outcome]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def score(self, items: Sequence[Item]) -> list[Outcome]:
+        """Score ``(reward_name, example, completion)`` items; outcomes in input order."""
+        return list(self.score_iter(items))
+
+    def score_examples(
+        self,
+        task_rewards: Sequence[Mapping[str, float]],
+        examples: Sequence[Example],
+        completions: Sequence[str],
+    ) -> list[Scored]:
+        """Score each completion with its example's reward components and combine them by weight."""
+        if not (len(task_rewards) == len(examples) == len(completions)):
+            raise ValueError("task_rewards, examples and completions must have the same length")
+        items = [(name, ex, c) for w, ex, c in zip(task_rewards, examples, completions) for name in w]
+        outcomes = iter(self.score(items))
+        return [combine({name: next(outcomes) for name in w}, w) for w in task_rewards]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class ScoringService(Scores):
     """A pool of reward workers. Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, rewards: Mapping[str, Reward], workers: int = 2, grace: float = 1.0, window: int | None = None):
@@ -149,10 +189,6 @@ class ScoringService:
 
     # -- public API -------------------------------------------------------------------------
 
-    def score(self, items: Sequence[Item]) -> list[Outcome]:
-        """Score ``(reward_name, example, completion)`` items; outcomes in input order."""
-        return list(self.score_iter(items))
-
     def score_iter(self, items: Iterable[Item]) -> Iterator[Outcome]:
         """Score a stream of items lazily, yielding outcomes in input order."""
         if os.getpid() != self.pid:  # checked before the lock, which a forked child may inherit held
@@ -169,19 +205,6 @@ class ScoringService:
                     if w.job is not None:
                         self._replace(w)
 
-    def score_examples(
-        self,
-        task_rewards: Sequence[Mapping[str, float]],
-        examples: Sequence[Example],
-        completions: Sequence[str],
-    ) -> list[Scored]:
-        """Score each completion with its example's reward components and combine them by weight."""
-        if not (len(task_rewards) == len(examples) == len(completions)):
-            raise ValueError("task_rewards, examples and completions must have the same length")
-        items = [(name, ex, c) for w, ex, c in zip(task_rewards, examples, completions) for name in w]
-        outcomes = iter(self.score(items))
-        return [combine({name: next(outcomes) for name in w}, w) for w in task_rewards]
-
     def close(self) -> None:
         if self._closed:
             return
@@ -191,18 +214,6 @@ class ScoringService:
         for w in self._workers:
             w.stop()
         self._spawner.shutdown()
-
-    def __enter__(self) -> "ScoringService":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # -- the supervisor loop ----------------------------------------------------------------
 

@@ -1,0 +1,321 @@
+"""Scoring on a real Ray cluster started here (issue 20): a head and two worker nodes on this machine.
+
+Same rewards as the local service, a node killed mid-batch, hostile code with the same verdicts,
+timeouts never retried, backpressure, nothing left behind, and misconfigured clusters refused before
+training: no cluster at the address, a node where grpo-env does not import, a node without namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from grpo_env import Example, Outcome, Reward, Status, hookimpl  # noqa: E402
+from grpo_env.engine.tiny import write_tiny  # noqa: E402
+from grpo_env.plugins import get_registry  # noqa: E402
+from grpo_env.sandbox import detect  # noqa: E402
+from grpo_env.scoring import ScoringService  # noqa: E402
+from grpo_env.scoring.ray import ClusterError, RayScoringService  # noqa: E402
+from grpo_env.train import main_train  # noqa: E402
+from grpo_env.types import Task  # noqa: E402
+
+import rewards_for_tests as rt  # noqa: E402
+
+TESTS = str(Path(__file__).parent)
+GRPO_ENV = Path(sys.executable).with_name("grpo-env")
+RAY = Path(sys.executable).with_name("ray")
+FAST_HEALTH = {"health_check_period_ms": 500, "health_check_failure_threshold": 3, "health_check_initial_delay_ms": 0}
+EX = Example(id="e", prompt="q", gold={"answer": "42"})
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and two worker nodes (one CPU each); their workers import this directory's modules."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([TESTS, *([old] if old else [])])
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                      "_system_config": FAST_HEALTH})
+    try:
+        for _ in range(2):
+            c.add_node(num_cpus=1)
+        ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def assert_gone(pids, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
+
+
+def statuses(outs):
+    return [(o.score, o.status) for o in outs]
+
+
+TEST_REWARDS = {
+    "exact": Reward(name="exact", fn=rt.exact),
+    "hang": Reward(name="hang", fn=rt.hang, timeout=0.5),
+    "sleep": Reward(name="sleep", fn=rt.sleep_then_answer, timeout=5),
+    "raises": Reward(name="raises", fn=rt.raises),
+    "exits": Reward(name="exits", fn=rt.exits),
+    "nan_score": Reward(name="nan_score", fn=rt.nan_score),
+}
+
+
+def test_same_outcomes_as_the_local_service_on_every_node_and_nothing_left(cluster):
+    reg = get_registry()
+    rewards = {**TEST_REWARDS, **{n: reg.reward(n) for n in ("math.answer", "format.think_answer_strict")}}
+    math = Example(id="m", prompt="q", gold={"answer": "1/2"})
+    items = [("exact", EX, str(40 + i % 4)) for i in range(12)]
+    items += [("math.answer", math, c) for c in ("\\boxed{0.5}", "\\boxed{1/2}", "\\boxed{2}", "no answer")]
+    items += [("format.think_answer_strict", EX, c) for c in ("<think>a</think><answer>42</answer>", "42")]
+    items += [("hang", EX, "x"), ("raises", EX, "x"), ("exits", EX, "x"), ("nan_score", EX, "x"), ("nope", EX, "x")]
+    with ScoringService(rewards, workers=1) as local:
+        want = local.score(items)
+    with RayScoringService(rewards, workers=1) as service:
+        assert len(service._nodes) == 3
+        pids = [p for ps in service.pids().values() for p in ps]
+        got = service.score(items)
+        assert service.lost == 0 and service.resent == 0
+    assert statuses(got) == statuses(want)
+    assert [o.status for o in got[12:16]] == [Status.CORRECT, Status.CORRECT, Status.INCORRECT, Status.UNPARSABLE]
+    assert got[-5].status is Status.TIMEOUT and got[-1].status is Status.ERROR
+    assert_gone(pids)  # each node's actor and its scoring workers
+
+
+def test_a_node_lost_mid_batch_is_resent_elsewhere_with_the_same_outcomes(cluster):
+    extra = cluster.add_node(num_cpus=1)
+    items = [("sleep", EX, "0.5")] * 16 + [("exact", EX, "42"), ("exact", EX, "41")] * 4
+    with RayScoringService(TEST_REWARDS, workers=1) as service:
+        assert extra.node_id in service._nodes
+        lost_pids = service.pids()[extra.node_id]
+        threading.Timer(0.5, cluster.remove_node, args=(extra,), kwargs={"allow_graceful": False}).start()
+        start = time.monotonic()
+        got = service.score(items)
+        took = time.monotonic() - start
+        assert service.lost == 1 and service.resent >= 1, (service.lost, service.resent)
+        assert extra.node_id not in service._nodes
+        again = service.score(items[-4:])  # the service goes on with the nodes left
+    assert [o.status for o in got] == [Status.CORRECT] * 16 + [Status.CORRECT, Status.INCORRECT] * 4
+    assert statuses(again) == statuses(got[-4:])
+    assert took < 20, took
+    assert_gone(lost_pids)
+
+
+def test_a_timeout_on_a_node_is_final_never_resent(cluster):
+    with RayScoringService(TEST_REWARDS, workers=1) as service:
+        start = time.monotonic()
+        outs = service.score([("hang", EX, "x")] * 3)
+        took = time.monotonic() - start
+        assert service.resent == 0
+    assert [o.status for o in outs] == [Status.TIMEOUT] * 3
+    assert took < 5, took  # one deadline (0.5 s + 1 s grace) on each node at once, not three in a row
+
+
+def test_backpressure_pulls_items_only_as_fast_as_the_cluster_scores(cluster):
+    pulled = []
+
+    def stream():
+        for i in range(40):
+            pulled.append(i)
+            yield ("sleep", EX, "0.05")
+
+    with RayScoringService(TEST_REWARDS, workers=1, max_in_flight=2) as service:
+        ahead = []
+        for n, out in enumerate(service.score_iter(stream())):
+            assert out.status is Status.CORRECT
+            ahead.append(len(pulled) - n)
+    assert max(ahead) <= 4 * 2 + 1, max(ahead)  # the window: 4 x max_in_flight results held at most
+
+
+@pytest.mark.skipif(not detect().full, reason="the attacks target the namespaces mode")
+def test_hostile_code_gets_the_same_verdicts_through_ray_and_nothing_is_left(cluster):
+    from test_sandbox_attacks import ESCAPE, REWARDS, _dev_shm, _sandbox_processes, _sysvipc
+    from test_verdict_attacks import CASES, REWARDS as VERDICT_REWARDS, _example
+
+    attacks = [
+        "def f():\n    return 'escaped'\n",  # the control
+        "import os\ndef f():\n    return 'escaped' if os.path.exists(%r) else 'no'\n" % str(Path(TESTS) / "test_ray.py"),
+        "import socket\ndef f():\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    return 'escaped'\n",
+        "def f():\n    while True:\n        pass\n",
+        "import os\ndef f():\n    while True:\n        os.fork()\n",
+        "import os, signal\ndef f():\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 'no'\n",
+        "def f():\n    print('{\"v\": \"escaped\"}' * 100000)\n    return 'no'\n",
+    ]
+    items = [("code.tests", ESCAPE, c) for c in attacks]
+    items += [("code.tests", _example(row), f"def {row['entry_point']}(x):\n    {body}\n") for row, body, _ in CASES]
+    rewards = {**REWARDS, **VERDICT_REWARDS}
+    ipc, shm, before = _sysvipc(), _dev_shm(), set(_sandbox_processes())
+    with ScoringService(rewards, workers=1) as local:
+        want = local.score(items)
+    start = time.monotonic()
+    with RayScoringService(rewards, workers=1) as service:
+        got = service.score(items)
+    took = time.monotonic() - start
+    assert statuses(got) == statuses(want)
+    assert got[0].status is Status.CORRECT and all(o.score == 0.0 for o in got[1:len(attacks)]), got
+    assert took < 60, took
+    deadline = time.monotonic() + 10
+    while (left := set(_sandbox_processes()) - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left and _sysvipc() == ipc and _dev_shm() <= shm, left
+
+
+# ---------------------------------------------------------------------------------------------
+# the same recipe and seed: the same rewards locally and on Ray
+
+
+def starts_with_z(completion, example):  # importable on the nodes (this directory is on their path)
+    return Outcome.correct() if completion.startswith("z") else Outcome.partial(0.1 * len(set(completion)) / 10)
+
+
+def _examples(split, seed, options):
+    i = 0
+    while True:
+        yield Example(id=f"{split}-{seed}-{i}", prompt=f"say {i % 5}")
+        i += 1
+
+
+class ZPlugin:
+    @hookimpl
+    def register_tasks(self, register):
+        register(Task(name="ray_z", rewards={"ray.z": 1.0}, examples=_examples))
+
+    @hookimpl
+    def register_rewards(self, register):
+        register(Reward(name="ray.z", fn=starts_with_z))
+
+
+def _recipe(tmp_path: Path, model: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f"""
+name = "{name}"
+seed = 3
+[model]
+name = "{model}"
+[[tasks]]
+name = "ray_z"
+[scoring]
+workers = 1
+[train]
+steps = 2
+group_size = 4
+prompts_per_step = 2
+max_new_tokens = 6
+save = false
+progress = false
+output_dir = "{tmp_path / 'runs' / '{name}'}"
+""")
+    return path
+
+
+def test_the_same_recipe_and_seed_give_the_same_rewards_locally_and_on_ray(cluster, tmp_path, register_plugin):
+    register_plugin(ZPlugin(), name="ray_z")
+    model = write_tiny(tmp_path / "tiny")
+    rewards = {}
+    for backend in ("local", "ray"):
+        assert main_train(str(_recipe(tmp_path, model, backend)), [f"--scoring.backend={backend}"]) == 0
+        recs = [json.loads(x) for x in (tmp_path / "runs" / backend / "metrics.jsonl").read_text().splitlines()]
+        rewards[backend] = [(r["step"], r["reward_mean"], r["reward_by_task"]) for r in recs]
+    assert len(rewards["ray"]) == 2 and rewards["ray"] == rewards["local"], rewards
+
+
+# ---------------------------------------------------------------------------------------------
+# misconfigured clusters: refused, with the node and the reason, before training starts
+
+
+def test_no_cluster_at_the_address_is_refused_before_the_model_loads(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[model]\nname = "%s"\n[[tasks]]\nname = "math_arith"\n[train]\nsteps = 1\n'
+                      % (tmp_path / "no-model-here"))
+    start = time.monotonic()
+    proc = subprocess.run([str(GRPO_ENV), "train", str(recipe), "--scoring.backend=ray",
+                           "--scoring.address=127.0.0.1:9"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "GRPO_ENV_PLUGINS": "math"}, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "error: no Ray cluster at address '127.0.0.1:9'" in proc.stderr, proc.stderr
+    assert "no-model-here" not in proc.stderr and "Traceback" not in proc.stderr  # the model was never looked at
+    assert time.monotonic() - start < 90
+
+
+def _join(cluster, tmp_path: Path, name: str, prelude: str = "", env: dict | None = None) -> subprocess.Popen:
+    """A worker node started by `ray start --block` in a process that first runs ``prelude``."""
+    script = (f"import os, sys\n{prelude}\n"
+              f"os.execv({str(RAY)!r}, [{str(RAY)!r}, 'start', '--block', '--address', {cluster.address!r}, "
+              f"'--num-cpus', '1', '--resources', '{{\"{name}\": 1}}'])\n")
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env={**os.environ, **(env or {})}, cwd=tmp_path)
+
+
+def _wait_nodes(n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len([x for x in ray.nodes() if x["Alive"]]) != n:
+        assert time.monotonic() < deadline, f"the cluster did not reach {n} live nodes"
+        time.sleep(0.3)
+
+
+def test_nodes_without_grpo_env_or_namespaces_are_named_and_refused(cluster, tmp_path):
+    shadow = tmp_path / "shadow" / "grpo_env"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'grpo_env'\")\n")
+    before = len([x for x in ray.nodes() if x["Alive"]])
+    nodes = [
+        _join(cluster, tmp_path, "no_grpo_env", env={"PYTHONPATH": str(shadow.parent)}),
+        _join(cluster, tmp_path, "no_namespaces",  # the filter the sandbox installs refuses every new namespace
+              prelude="from grpo_env.sandbox import seccomp\nseccomp.install(seccomp.build())"),
+    ]
+    try:
+        _wait_nodes(before + 2)
+        doctor = subprocess.run([str(GRPO_ENV), "doctor", "--ray", "--address", cluster.address], capture_output=True,
+                                text=True, timeout=120, cwd=tmp_path)
+        assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+        assert "grpo-env does not run there" in doctor.stdout and "No module named 'grpo_env'" in doctor.stdout
+        assert "cannot isolate (missing: user namespace" in doctor.stdout, doctor.stdout
+        assert "2 of 5 nodes would be refused" in doctor.stdout, doctor.stdout
+        recipe = tmp_path / "r.toml"  # a built-in task; the model is never looked at
+        recipe.write_text('[model]\nname = "%s"\n[[tasks]]\nname = "math_arith"\n' % (tmp_path / "no-model-here"))
+        for opt_in, refused in (("false", 2), ("true", 1)):  # the opt-in covers missing namespaces only
+            train = subprocess.run([str(GRPO_ENV), "train", str(recipe), "--scoring.backend=ray",
+                                    f"--scoring.address={cluster.address}", f"--scoring.allow_unisolated={opt_in}"],
+                                   capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                                   env={**os.environ, "GRPO_ENV_PLUGINS": "math"})
+            assert train.returncode == 2 and "error: Ray nodes refused for scoring" in train.stderr, train.stderr
+            assert train.stderr.count("  node ") == refused and "no-model-here" not in train.stderr, train.stderr
+            assert ("allow_unisolated = true" in train.stderr) == (opt_in == "false"), train.stderr
+    finally:
+        for p in nodes:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in nodes:
+            p.wait(timeout=30)
+    _wait_nodes(before)
