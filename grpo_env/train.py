@@ -91,14 +91,22 @@ def make_score_fn(service, entries: list[MixEntry]) -> ScoreFn:
     return score_fn
 
 
-def make_env_host(service, entries: list[MixEntry], workers: int = 2, grace: float = 1.0, forks=None):
+def make_env_host(service, entries: list[MixEntry], workers: int = 2, grace: float = 1.0, forks=None, ray=None):
     """The episode host for the mix's environments (None when the mix has none). ``forks``: where
     its episode processes come from (an EpisodeZygote started before the model loaded; see
-    :class:`grpo_env.episodes.EpisodeHost`)."""
+    :class:`grpo_env.episodes.EpisodeHost`). ``ray``: a ScoringConfig with ``backend = "ray"``: the
+    episodes run on the cluster's nodes (:class:`grpo_env.episodes.ray.RayEpisodeHost`)."""
     from grpo_env.episodes import EpisodeHost
 
     envs = {e.task.name: (e.task, e.reward_weights) for e in entries if e.is_environment}
-    return EpisodeHost(envs, service, workers=workers, grace=grace, forks=forks) if envs else None
+    if not envs:
+        return None
+    if ray is not None:
+        from grpo_env.episodes.ray import RayEpisodeHost
+
+        return RayEpisodeHost(envs, service, workers=workers, grace=grace, address=ray.address,
+                              allow_unisolated=ray.allow_unisolated)
+    return EpisodeHost(envs, service, workers=workers, grace=grace, forks=forks)
 
 
 def run_dir(recipe: Recipe) -> Path:
@@ -156,7 +164,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
     from grpo_env.plugins import PluginError, get_registry
 
     quiet_unused_deepspeed()
-    service = None  # on Ray, started before the model loads
+    service = host = None  # on Ray, started before the model loads
     try:
         recipe = load_recipe(recipe_path, overrides)
         if recipe.train.tensorboard:
@@ -166,12 +174,14 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         # issue 19 item 11: episode processes fork from this small process, started before the model loads
         from grpo_env.episodes import start_zygote
 
-        zygote = start_zygote(e.task for e in entries if e.is_environment)  # None: no environments
+        on_ray = recipe.scoring.backend == "ray"  # then episodes run on the cluster's nodes, not forked here
+        zygote = None if on_ray else start_zygote(e.task for e in entries if e.is_environment)  # None: no environments
         mix = TaskMixture(entries, seed=recipe.seed, split=recipe.train.split)
         watched = monitor_rewards(recipe, registry, entries)  # strict variants and plugin monitors, for scoring
         rewards = {name: registry.reward(name) for e in entries for name in e.components} | watched
-        if recipe.scoring.backend == "ray":  # a cluster that cannot score stops the run before the model loads
+        if on_ray:  # a cluster that cannot score or play episodes stops the run before the model loads
             service = make_service(recipe.scoring, rewards)
+            host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace, ray=recipe.scoring)
         out = run_dir(recipe)
         if not resume and checkpoint.latest(out / "checkpoints") is not None:
             raise FileExistsError(f"{out} already holds a run's checkpoints: continue it with --resume, or choose "
@@ -201,8 +211,9 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
                                    seed=recipe.seed + dist.rank)
     except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError, DistributedError,
             tblog.TensorBoardMissing, GenerationError, ClusterError) as e:
-        if service is not None:
-            service.close()
+        for started in (host, service):
+            if started is not None:
+                started.close()
         return _fail(str(e))
     if dist.main:  # only rank 0 writes the run directory
         if resume and checkpoint.latest(out / "checkpoints") is None:
@@ -216,8 +227,8 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
     prompts = monitors.CanarySource(mix, entries, mon.canary_share, recipe.seed) if mon.enabled and mon.canary_share else mix
     try:
         with service or make_service(recipe.scoring, rewards) as service:
-            host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace,
-                                 forks=zygote)  # issue 19 item 11
+            if not on_ray:
+                host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace, forks=zygote)
             monitor = monitors.make_monitor(mon, registry, entries, service, dist, reward_texts)
             try:
                 run = train(model, tok, prompts, monitors.canary_blind(make_score_fn(service, entries)), recipe.train,
@@ -226,6 +237,8 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
             finally:
                 monitor.close()
                 generator.close()
+                if host is not None:
+                    host.close()
     except (TrainingDiverged, FileExistsError, MonitorAlarm, EnvironmentFailing, GenerationError) as e:
         if isinstance(e, MonitorAlarm) and dist.main:
             from grpo_env.report import write_report

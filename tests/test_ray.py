@@ -8,6 +8,7 @@ training: no cluster at the address, a node where grpo-env does not import, a no
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -28,7 +29,8 @@ from grpo_env.sandbox import detect  # noqa: E402
 from grpo_env.scoring import ScoringService  # noqa: E402
 from grpo_env.scoring.ray import ClusterError, RayScoringService  # noqa: E402
 from grpo_env.train import main_train  # noqa: E402
-from grpo_env.types import Task  # noqa: E402
+from grpo_env.environment import Environment, Episode, Step  # noqa: E402
+from grpo_env.types import Message, Task  # noqa: E402
 
 import rewards_for_tests as rt  # noqa: E402
 
@@ -79,6 +81,16 @@ def assert_gone(pids, within: float = 10.0) -> None:
     assert not left, f"processes left behind: {left}"
 
 
+def kill_node(cluster, node, pids) -> None:
+    """A machine dies: its raylet and every process of ours on it (the actor, its workers) at once."""
+    cluster.remove_node(node, allow_graceful=False)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def statuses(outs):
     return [(o.score, o.status) for o in outs]
 
@@ -120,7 +132,7 @@ def test_a_node_lost_mid_batch_is_resent_elsewhere_with_the_same_outcomes(cluste
     with RayScoringService(TEST_REWARDS, workers=1) as service:
         assert extra.node_id in service._nodes
         lost_pids = service.pids()[extra.node_id]
-        threading.Timer(0.5, cluster.remove_node, args=(extra,), kwargs={"allow_graceful": False}).start()
+        threading.Timer(0.5, kill_node, args=(cluster, extra, lost_pids)).start()
         start = time.monotonic()
         got = service.score(items)
         took = time.monotonic() - start
@@ -226,6 +238,8 @@ seed = 3
 name = "{model}"
 [[tasks]]
 name = "ray_z"
+[[tasks]]
+name = "games.guess"
 [scoring]
 workers = 1
 [train]
@@ -249,6 +263,7 @@ def test_the_same_recipe_and_seed_give_the_same_rewards_locally_and_on_ray(clust
         recs = [json.loads(x) for x in (tmp_path / "runs" / backend / "metrics.jsonl").read_text().splitlines()]
         rewards[backend] = [(r["step"], r["reward_mean"], r["reward_by_task"]) for r in recs]
     assert len(rewards["ray"]) == 2 and rewards["ray"] == rewards["local"], rewards
+    assert {"ray_z", "games.guess"} <= set().union(*(by for _, _, by in rewards["ray"])), rewards  # a task, episodes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,3 +334,83 @@ def test_nodes_without_grpo_env_or_namespaces_are_named_and_refused(cluster, tmp
         for p in nodes:
             p.wait(timeout=30)
     _wait_nodes(before)
+
+
+# ---------------------------------------------------------------------------------------------
+# episodes on the nodes
+
+
+class PidEcho(Episode):
+    """Not deterministic: its observations name the process it runs in."""
+
+    def step(self, turn):
+        if turn.number < 3:
+            return Step(observations=[Message(role="user", content=f"pid {os.getpid()}")])
+        return Step.end(Outcome.correct())
+
+
+def _episode_envs():
+    import envs_for_tests as te
+
+    envs = {k: (env, env.rewards) for k, env in te.environments().items()
+            if k in ("tenv_talk", "tenv_secret", "tenv_hang", "tenv_crash")}
+    pid = Environment(name="tenv_pid", examples=te._examples, make=PidEcho, max_turns=5, rewards={"tenv_pid": 1.0})
+    return {**envs, "tenv_pid": (pid, pid.rewards)}
+
+
+def _play(host, rows, after_first_turn=None):
+    """Rows of (environment, secret, turns) played as one batch; each row's judgement and observations."""
+    examples = [Example(id=f"r{i}", prompt="find it", gold={"secret": s}, task=env,
+                        tools=host.environments[env][0].tool_specs())
+                for i, (env, s, _) in enumerate(rows)]
+    batch = host.open(examples)
+    seen = [[] for _ in rows]
+    for t in range(3):
+        live = [r for r, s in enumerate(batch.sessions) if s.open and t < len(rows[r][2])]
+        if not live:
+            break
+        for r, obs in zip(live, batch.step(live, [rows[r][2][t] for r in live])):
+            seen[r].append(None if obs is None else [(m.role, m.content) for m in obs])
+        if t == 0 and after_first_turn is not None:
+            after_first_turn(batch)
+    return [(j.total, j.status) for j in batch.judge()], seen
+
+
+def test_episodes_on_ray_are_judged_as_locally_and_a_lost_node_is_replayed(cluster):
+    from grpo_env.episodes import EpisodeHost
+    from grpo_env.episodes.ray import RayEpisodeHost
+
+    call = '<tool_call>{"name": "get", "arguments": {}}</tool_call>'
+    rows = [("tenv_pid", "0", ["a", "b", "c"])] * 4 + [("tenv_talk", "0", ["a", "b", "c"])] * 4
+    rows += [("tenv_secret", "7", [call, "it is 7"]), ("tenv_secret", "7", ["it is 3"]),
+             ("tenv_hang", "1", ["x"]), ("tenv_crash", "1", ["x"])]
+    envs = _episode_envs()
+    rewards = {"tenv.contains": Reward(name="tenv.contains", fn=rt.exact)}
+    with ScoringService(rewards, workers=1) as service:
+        with EpisodeHost(envs, service, workers=2) as local:
+            want, want_seen = _play(local, rows)
+        extra = cluster.add_node(num_cpus=1)
+        lost_rows = []
+
+        def kill_a_node(batch):
+            lost_rows.extend(r for r, s in enumerate(batch.sessions) if s.proc is not None and s.proc.node == extra.node_id)
+            kill_node(cluster, extra, node_pids[extra.node_id])
+
+        start = time.monotonic()
+        with RayEpisodeHost(envs, service, workers=2) as host:
+            assert len(host._nodes) == 4
+            node_pids = host.pids()
+            got, got_seen = _play(host, rows, after_first_turn=kill_a_node)
+            assert host.lost == 1 and host.replayed == len(lost_rows) > 0, (host.lost, host.replayed, lost_rows)
+        took = time.monotonic() - start
+    assert [st for _, st in want[8:]] == [Status.CORRECT, Status.INCORRECT, Status.TIMEOUT, Status.ERROR]
+    for r, (row, w, g) in enumerate(zip(rows, want, got)):
+        if r in lost_rows and row[0] == "tenv_pid":  # replayed elsewhere: its pid differs, so the episode ends
+            assert g[1] is Status.ERROR, (r, g)
+        else:
+            assert g[1] is w[1] and (g[0] == w[0] or math.isnan(g[0]) and math.isnan(w[0])), (r, row, g, w)
+            if row[0] != "tenv_pid":
+                assert got_seen[r] == want_seen[r], r
+    assert any(rows[r][0] == "tenv_pid" for r in lost_rows) and any(rows[r][0] != "tenv_pid" for r in lost_rows), lost_rows
+    assert took < 30, took
+    assert_gone([p for ps in node_pids.values() for p in ps])

@@ -199,6 +199,31 @@ def usable_nodes(reports: list[NodeReport], allow_unisolated: bool) -> list[Node
     return reports
 
 
+def start_actors(cls: type, reports: list[NodeReport], args, what: str = "scoring") -> list[tuple[NodeReport, Any]]:
+    """One actor of ``cls`` pinned to each node, made with ``args(report)``, each ready; a ClusterError
+    naming every node where one could not start (and no actor left running)."""
+    ray = _ray()
+    remote = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(cls)
+    actors = [remote.options(**_pinned(r.node_id)).remote(*args(r)) for r in reports]
+    refs = [a.ready.remote() for a in actors]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=START_S) if refs else ([], [])
+    started, bad = [], []
+    for r, actor, ref in zip(reports, actors, refs):
+        try:
+            if ref not in ready:
+                raise TimeoutError(f"not ready within {START_S:g} s")
+            ray.get(ref)
+            started.append((r, actor))
+        except Exception as e:  # noqa: BLE001 - named below, with the node
+            bad.append(f"  node {r.address} ({r.node_id[:12]}): its {what} actor did not start ({_why(e)}); "
+                       "are the recipe's plugins installed there?")
+    if bad:
+        for actor in actors:
+            ray.kill(actor)
+        raise ClusterError(f"Ray nodes refused for {what}:\n" + "\n".join(bad))
+    return started
+
+
 # ---------------------------------------------------------------------------------------------
 # on a node
 
@@ -278,25 +303,9 @@ class RayScoringService(Scores):
 
     def _start(self, reports: list[NodeReport]) -> None:
         """A scoring actor on each node; a ClusterError naming the nodes where one could not start."""
-        ray = _ray()
-        actor_cls = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(ScoringNode)
-        new = [_Node(r.node_id, r.address, actor_cls.options(**_pinned(r.node_id)).remote(
-            self.rewards, self.workers, self.grace, self.allow_unisolated and not r.isolated)) for r in reports]
-        refs = [n.actor.ready.remote() for n in new]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=START_S)
-        bad = []
-        for n, ref in zip(new, refs):
-            try:
-                if ref not in ready:
-                    raise TimeoutError(f"not ready within {START_S:g} s")
-                ray.get(ref)
-                self._nodes[n.node_id] = n
-            except Exception as e:  # noqa: BLE001 - named below, with the node
-                bad.append(f"  node {n.address} ({n.node_id[:12]}): its scoring actor did not start ({_why(e)}); "
-                           "are the recipe's plugins installed there?")
-                ray.kill(n.actor)
-        if bad:
-            raise ClusterError("Ray nodes refused for scoring:\n" + "\n".join(bad))
+        started = start_actors(ScoringNode, reports, lambda r: (self.rewards, self.workers, self.grace,
+                                                                self.allow_unisolated and not r.isolated))
+        self._nodes.update({r.node_id: _Node(r.node_id, r.address, actor) for r, actor in started})
 
     def _refill(self) -> None:
         """After a node was lost: start actors on live nodes that have none (a node that came back, a
