@@ -239,7 +239,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
                 generator.close()
                 if host is not None:
                     host.close()
-    except (TrainingDiverged, FileExistsError, MonitorAlarm, EnvironmentFailing, GenerationError) as e:
+    except (TrainingDiverged, FileExistsError, MonitorAlarm, EnvironmentFailing, GenerationError, DistributedError) as e:
         if isinstance(e, MonitorAlarm) and dist.main:
             from grpo_env.report import write_report
 

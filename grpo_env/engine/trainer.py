@@ -26,6 +26,7 @@ import torch
 from grpo_env.engine import checkpoint, parallel, tblog
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
+from grpo_env.engine.errors import DistributedError
 from grpo_env.engine.generation import Generator, as_generator
 from grpo_env.engine.generation.watch import SyncWatch, reduce_gaps
 from grpo_env.engine.losses import (grpo_loss, group_advantages, masked_mean, sampling_gap, tis_weights,
@@ -547,8 +548,22 @@ class Checkpoints:
     monitor: StepMonitor | None = None  # its baselines and alarms carry over a resume
 
     def resume(self, run: RunState) -> bool:
-        """Every rank continues from the latest checkpoint, if there is one; returns whether there was."""
+        """Every rank continues from the latest checkpoint, if there is one; returns whether there was.
+        Every rank must see the same one (on several machines, a run directory they share): otherwise
+        every rank raises ``DistributedError``, where they would have trained out of step and hung."""
         ckpt = checkpoint.latest(self.root)
+        if self.par.dist.active:  # each rank reads its own node's run directory, which only rank 0 writes
+            seen = self.par.dist.gather(None if ckpt is None else ckpt.name)
+            if len(set(seen)) > 1:
+                by: dict[str, list[int]] = defaultdict(list)
+                for r, name in enumerate(seen):
+                    by[name or "no checkpoint"].append(r)
+                found = "; ".join(f"{name} on rank {', '.join(map(str, rs[:8]))}{', ...' if len(rs) > 8 else ''}"
+                                  for name, rs in by.items())
+                raise DistributedError(
+                    f"cannot resume: the ranks see different checkpoints under {self.root} ({found}). Only rank 0 "
+                    "writes the run directory: on several machines put [train] output_dir on a filesystem every "
+                    "node mounts at the same path, or copy rank 0's run directory to the other nodes first")
         if ckpt is None:
             return False
         state = checkpoint.load(ckpt)
