@@ -23,7 +23,7 @@ from grpo_env.engine.trainer import train
 from grpo_env.mixture import MixEntry, TaskMixture
 from grpo_env.plugins import get_registry
 from grpo_env.scoring import ScoringService
-from grpo_env.train import make_score_fn
+from grpo_env.cli.train import make_score_fn
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ from grpo_env.episodes import EpisodeHost, EpisodeZygote
 from grpo_env.mixture import MixEntry, TaskMixture
 from grpo_env.plugins import get_registry
 from grpo_env.scoring import ScoringService
-from grpo_env.train import make_env_host, make_score_fn
+from grpo_env.cli.train import make_env_host, make_score_fn
 
 PYTHON_PREFILL = '<tool_call>{"name": "python", "arguments": {"code": "print('
 

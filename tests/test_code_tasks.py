@@ -19,7 +19,7 @@ from grpo_env_code.problems import example_from_row
 from grpo_env_code.reward import code_tests
 from grpo_env_code.tasks import DATA_DIR
 
-from grpo_env.check import WEAK_EXAMPLE, WEAK_MEAN
+from grpo_env.cli.check import WEAK_EXAMPLE, WEAK_MEAN
 from grpo_env.sandbox import detect
 from grpo_env.scoring import ScoringService
 from grpo_env.testing import collect

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import envs_for_tests as te
-from grpo_env.check import check_environment, describe
+from grpo_env.cli.check import check_environment, describe
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.episode_watch import ERRORS_FILE, EnvironmentFailing
 from grpo_env.engine.tiny import TOOL_CHARS, tiny_model, tiny_tokenizer, write_tiny

@@ -185,7 +185,7 @@ from pathlib import Path
 import pytest
 
 import grpo_env_hotcold
-from grpo_env.check import check_environment
+from grpo_env.cli.check import check_environment
 from grpo_env.episodes import EpisodeHost
 from grpo_env.plugins import get_registry
 from grpo_env.recipe import load_recipe
@@ -267,7 +267,7 @@ def test_installed_entry_point_is_discovered():
 
 
 def test_the_mix_recipe_resolves_as_training_resolves_it(registry):
-    from grpo_env.train import mix_entries
+    from grpo_env.cli.train import mix_entries
 
     entries = mix_entries(load_recipe(ROOT / "recipes" / "hotcold.toml"), registry)
     assert [e.task.name for e in entries] == ["hotcold", "math_arith"]

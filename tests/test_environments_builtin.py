@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo_env.check import check_environment, judge
+from grpo_env.cli.check import check_environment, judge
 from grpo_env.environment import Environment, EpisodeFixture
 from grpo_env.episodes import EpisodeHost, Played, play
 from grpo_env.plugins import get_registry

@@ -11,8 +11,8 @@ import pytest
 
 from grpo_env import hookimpl
 from grpo_env.engine.tiny import write_tiny
-from grpo_env.report import write_report
-from grpo_env.train import main_eval, pass_at_k, pass_ks
+from grpo_env.cli.report import write_report
+from grpo_env.cli.train import main_eval, pass_at_k, pass_ks
 from grpo_env.types import Example, Outcome, Reward, Task
 
 

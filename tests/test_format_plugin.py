@@ -414,7 +414,7 @@ def test_registry_has_the_rewards_and_task():
 
 
 def test_demo_fixtures_pass_through_the_scoring_service():
-    from grpo_env.check import check_task
+    from grpo_env.cli.check import check_task
     from grpo_env.plugins import get_registry
     from grpo_env.scoring import ScoringService
 

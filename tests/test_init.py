@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from grpo_env.scaffold import write_plugin
+from grpo_env.cli.scaffold import write_plugin
 
 NAME = "scaffold_probe"
 DIST = "grpo-env-scaffold-probe"

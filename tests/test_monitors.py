@@ -14,7 +14,7 @@ import pytest
 from grpo_env import hookimpl
 from grpo_env.engine.monitor import MonitorConfig, StepMonitor
 from grpo_env.engine.tiny import write_tiny
-from grpo_env.train import main_train
+from grpo_env.cli.train import main_train
 from grpo_env.types import Example, Monitor, Outcome, Reward, Scored, Status, Task
 
 

@@ -222,7 +222,7 @@ def test_resume_stops_when_the_nodes_see_different_checkpoints(tmp_path, monkeyp
     """--resume with node-local run directories: only node 0 holds the checkpoint (rank 0 alone writes
     it). Every rank stops at once, naming what each saw (rank 0 used to resume while rank 1 started
     afresh, and the two hung out of step)."""
-    from grpo_env.train import main_train
+    from grpo_env.cli.train import main_train
 
     _, dirs = nodes_setup(tmp_path)
     monkeypatch.chdir(dirs[0])
@@ -257,7 +257,7 @@ def test_a_node_that_never_comes_fails_the_launch_in_bounded_time(tmp_path):
 
 
 def record_weights(train):
-    """``train`` (the engine's loop, as ``grpo_env.train`` calls it), then this rank's whole weights saved
+    """``train`` (the engine's loop, as ``grpo_env.cli.train`` calls it), then this rank's whole weights saved
     to ``weights.pt`` in the working directory (a collective under FSDP: every rank gathers)."""
     from grpo_env.engine import sharding
 
@@ -274,8 +274,8 @@ def record_weights(train):
 
 
 if __name__ == "__main__":  # a rank of a launch above: the CLI, unchanged, recording its weights at the end
-    import grpo_env.train
+    import grpo_env.cli.train
     from grpo_env.cli import main
 
-    grpo_env.train.train = record_weights(grpo_env.train.train)
+    grpo_env.cli.train.train = record_weights(grpo_env.cli.train.train)
     sys.exit(main())

@@ -14,7 +14,7 @@ from grpo_env.engine.trainer import collect_batch
 from grpo_env.mixture import MixEntry, TaskMixture
 from grpo_env.recipe import load_recipe
 from grpo_env.scoring import ScoringService
-from grpo_env.train import main_eval, make_score_fn
+from grpo_env.cli.train import main_eval, make_score_fn
 from grpo_env.types import Example, Outcome, Reward, Task
 
 PREFILL = "<think>"

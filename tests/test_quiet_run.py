@@ -65,7 +65,7 @@ eval = {{ examples_per_task = 2, batch_size = 4 }}
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed")
 @pytest.mark.parametrize("deepspeed_launch", [False, True])
 def test_only_the_probe_line_is_dropped_and_only_without_deepspeed(deepspeed_launch):
-    code = ("import logging; from grpo_env.train import quiet_unused_deepspeed; quiet_unused_deepspeed(); "
+    code = ("import logging; from grpo_env.cli.train import quiet_unused_deepspeed; quiet_unused_deepspeed(); "
             "import deepspeed; from deepspeed.accelerator import get_accelerator; get_accelerator(); "
             "logging.getLogger('DeepSpeed').warning('another DeepSpeed warning')")
     env = {k: v for k, v in os.environ.items() if k not in ("ACCELERATE_USE_DEEPSPEED", "DS_ACCELERATOR")}

@@ -28,7 +28,7 @@ from grpo_env.plugins import get_registry  # noqa: E402
 from grpo_env.sandbox import detect  # noqa: E402
 from grpo_env.scoring import ScoringService  # noqa: E402
 from grpo_env.scoring.ray import ClusterError, RayScoringService  # noqa: E402
-from grpo_env.train import main_train  # noqa: E402
+from grpo_env.cli.train import main_train  # noqa: E402
 from grpo_env.environment import Environment, Episode, Step  # noqa: E402
 from grpo_env.types import Message, Task  # noqa: E402
 
@@ -168,6 +168,10 @@ def test_backpressure_pulls_items_only_as_fast_as_the_cluster_scores(cluster):
         for n, out in enumerate(service.score_iter(stream())):
             assert out.status is Status.CORRECT
             ahead.append(len(pulled) - n)
+        rest = service.score_iter([("sleep", EX, "0.3")] * 6)
+        assert next(rest).status is Status.CORRECT
+        rest.close()  # a consumer that stops early leaves the nodes free for the next batch
+        assert [o.status for o in service.score([("exact", EX, "42")] * 4)] == [Status.CORRECT] * 4
     assert max(ahead) <= 4 * 2 + 1, max(ahead)  # the window: 4 x max_in_flight results held at most
 
 
@@ -414,3 +418,58 @@ def test_episodes_on_ray_are_judged_as_locally_and_a_lost_node_is_replayed(clust
     assert any(rows[r][0] == "tenv_pid" for r in lost_rows) and any(rows[r][0] != "tenv_pid" for r in lost_rows), lost_rows
     assert took < 30, took
     assert_gone([p for ps in node_pids.values() for p in ps])
+
+
+def test_a_node_that_stops_answering_is_given_up_as_timeout_never_resent(cluster):
+    """A node frozen mid-run (SIGSTOP: alive to Ray, answering nothing, as behind a partition): its
+    items and episodes end `timeout` once every deadline it held has passed, and are not sent
+    anywhere else; the others go on."""
+    from grpo_env.episodes.ray import RayEpisodeHost
+
+    extra = cluster.add_node(num_cpus=1)
+    rewards = {"quick": Reward(name="quick", fn=rt.exact, timeout=1)}
+    talk, weights = _episode_envs()["tenv_talk"]
+    envs = {"tenv_talk": (talk.model_copy(update={"step_timeout": 1.0}), weights)}  # a short deadline to wait out
+    with RayScoringService(rewards, workers=1, answer_slack=2) as service, \
+            RayEpisodeHost(envs, service, workers=2, answer_slack=2) as host:
+        examples = [Example(id=f"t{i}", prompt="go", task="tenv_talk") for i in range(8)]
+        batch = host.open(examples)
+        assert all(o is not None for o in batch.step(list(range(8)), ["a"] * 8))
+        on_extra = [r for r, s in enumerate(batch.sessions) if s.proc.node == extra.node_id]
+        frozen = service.pids()[extra.node_id] + host.pids()[extra.node_id]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            obs = batch.step(list(range(8)), ["b"] * 8)
+            took_episodes = time.monotonic() - start
+            start = time.monotonic()
+            outs = service.score([("quick", EX, "42")] * 8)
+            took_scoring = time.monotonic() - start
+            batch.step([r for r in range(8) if r not in on_extra], ["c"] * (8 - len(on_extra)))  # turn 3 ends them
+            judged = batch.judge()
+        finally:
+            kill_node(cluster, extra, frozen)
+        assert on_extra and host.lost == 1 and host.replayed == 0
+        assert [r for r, o in enumerate(obs) if o is None] == on_extra
+        assert [judged[r].status for r in on_extra] == [Status.TIMEOUT] * len(on_extra)
+        assert "gave no answer" in judged[on_extra[0]].components["tenv_talk"].details["reason"]
+        assert {judged[r].status for r in range(8) if r not in on_extra} == {Status.CORRECT}
+        timed_out = [o for o in outs if o.status is Status.TIMEOUT]
+        assert timed_out and all("gave no answer" in o.details["reason"] for o in timed_out), outs
+        assert {o.status for o in outs} == {Status.CORRECT, Status.TIMEOUT}
+        # the chunk that ran on the frozen node is final; the one queued behind it never started there
+        # (an actor runs one request at a time) and is sent elsewhere
+        assert service.lost == 1 and len(timed_out) == 1 and service.resent <= 1, (timed_out, service.resent)
+    assert took_episodes < 15 and took_scoring < 15, (took_episodes, took_scoring)
+
+
+def test_a_reply_to_another_request_is_an_error_never_credited(cluster):
+    from grpo_env.scoring.ray import _Chunk, _Node
+
+    with RayScoringService(TEST_REWARDS, workers=1) as service:
+        node = next(iter(service._nodes.values()))
+        chunk = _Chunk(node, request=5, jobs=[(0, ("exact", EX, "41"), 0)], deadline=0.0)
+        done = {}
+        service._receive(ray, ray.put((4, [(1.0, "correct", {})])), chunk, done, None)  # a stale answer
+    assert done[0].status is Status.ERROR and done[0].score == 0.0 and "answered request 4" in done[0].details["error"]

@@ -18,7 +18,7 @@ from reasoning_gym.utils import extract_answer as rg_extract  # noqa: E402
 
 from grpo_env import Example, Status  # noqa: E402
 from grpo_env.recipe import RecipeError, load_recipe  # noqa: E402
-from grpo_env.train import mix_entries  # noqa: E402
+from grpo_env.cli.train import mix_entries  # noqa: E402
 from grpo_env_reasoning_gym import conformance  # noqa: E402
 from grpo_env_reasoning_gym.extract import extract_answer  # noqa: E402
 from grpo_env_reasoning_gym.reward import outcome_of, rg_score  # noqa: E402

@@ -16,7 +16,7 @@ pytest.importorskip("reasoning_gym")
 
 from grpo_env import Status  # noqa: E402
 from grpo_env.recipe import RecipeError, load_recipe  # noqa: E402
-from grpo_env.train import mix_entries  # noqa: E402
+from grpo_env.cli.train import mix_entries  # noqa: E402
 from grpo_env_reasoning_gym import conformance, datasets, guard  # noqa: E402
 from grpo_env_reasoning_gym.reward import MAX_ANSWER_CHARS, rg_score, scorer_for  # noqa: E402
 

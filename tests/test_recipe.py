@@ -121,9 +121,9 @@ def test_prefill_is_a_task_entry_key(tmp_path):
 
 
 def test_recipe_reference_is_current():
-    from grpo_env.recipe_doc import DOC, render
+    from grpo_env.cli.recipe_doc import DOC, render
 
-    assert DOC.read_text() == render(), "docs/recipes.md is stale: run `python -m grpo_env.recipe_doc --write`"
+    assert DOC.read_text() == render(), "docs/recipes.md is stale: run `python -m grpo_env.cli.recipe_doc --write`"
 
 
 class Undocumented(BaseModel):
@@ -132,14 +132,14 @@ class Undocumented(BaseModel):
 
 
 def test_a_key_without_a_meaning_cannot_be_documented():
-    from grpo_env.recipe_doc import field_notes
+    from grpo_env.cli.recipe_doc import field_notes
 
     with pytest.raises(ValueError, match=r"Undocumented\.bare has no description or comment"):
         field_notes(Undocumented)
 
 
 def test_reference_names_every_key_with_type_and_default():
-    from grpo_env.recipe_doc import DOC
+    from grpo_env.cli.recipe_doc import DOC
 
     text = DOC.read_text()
     assert '| `tasks.N.prefill` | str | `""` |' in text
@@ -165,7 +165,7 @@ def _pair(completion, example):  # module level: scoring workers are forked
 def test_recipe_rewards_replace_the_tasks_own(register_plugin):
     from grpo_env import Reward, Task, hookimpl
     from grpo_env.recipe import Recipe
-    from grpo_env.train import mix_entries
+    from grpo_env.cli.train import mix_entries
 
     class Plugin:
         @hookimpl

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from grpo_env.cli import main
-from grpo_env.report import ReportError, read_metrics, status_rates, write_report
+from grpo_env.cli.report import ReportError, read_metrics, status_rates, write_report
 
 
 def fake_run(tmp_path, steps=30, torn=False):

@@ -13,7 +13,7 @@ from grpo_env.engine.tblog import INSTALL_HINT, TensorBoardMissing, scalars
 from grpo_env.engine.tiny import tiny_model, tiny_tokenizer
 from grpo_env.engine.trainer import train
 from grpo_env.mixture import MixEntry, TaskMixture
-from grpo_env.train import main_train
+from grpo_env.cli.train import main_train
 from grpo_env.types import Example, Outcome, Scored, Task
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from grpo_env import hookimpl
 from grpo_env.engine.tiny import write_tiny
-from grpo_env.train import main_eval, main_train
+from grpo_env.cli.train import main_eval, main_train
 from grpo_env.types import Example, Outcome, Reward, Task
 
 

@@ -137,9 +137,9 @@ class RayEpisodeHost(EpisodeHost):
     steps a node runs at once."""
 
     def __init__(self, environments, service, workers: int = 2, grace: float = 1.0, address: str = "auto",
-                 allow_unisolated: bool = False, retries: int = RETRIES):
+                 allow_unisolated: bool = False, retries: int = RETRIES, answer_slack: float = ANSWER_SLACK_S):
         super().__init__(environments, service, workers=workers, grace=grace, forks="direct")
-        self.allow_unisolated, self.retries = allow_unisolated, retries
+        self.allow_unisolated, self.retries, self.answer_slack = allow_unisolated, retries, answer_slack
         self.lost = 0  # nodes lost or given up
         self.replayed = 0  # episodes replayed on another node
         self._keys = itertools.count()
@@ -244,7 +244,7 @@ class RayEpisodeHost(EpisodeHost):
                 rounds = math.ceil(len(idxs) / self.workers) * (1 + max(len(j[2]) for j in jobs))
                 request = next(self._requests)
                 ref = self._nodes[nid].actor.exchange.remote(request, jobs)
-                calls[ref] = (nid, idxs, request, now + rounds * per_round + ANSWER_SLACK_S)
+                calls[ref] = (nid, idxs, request, now + rounds * per_round + self.answer_slack)
             todo = []
             while calls:
                 timeout = max(0.0, min(c[3] for c in calls.values()) - time.monotonic())
@@ -261,7 +261,7 @@ class RayEpisodeHost(EpisodeHost):
                             s = sessions[i]
                             self._fail(s, Outcome.of(Status.TIMEOUT, 0.0, reason=(
                                 f"environment {s.env.name!r}: its node gave no answer within the deadlines of all "
-                                f"it was sent (+{ANSWER_SLACK_S:g} s); given up, not replayed")), status="timeout")
+                                f"it was sent (+{self.answer_slack:g} s); given up, not replayed")), status="timeout")
                         continue
                     try:
                         answered, results = ray.get(ref)

@@ -42,7 +42,7 @@ def recipe_of(recipe: Recipe | str | Path) -> Recipe:
 def entries_of(recipe: Recipe | str | Path) -> list[MixEntry]:
     """The recipe's tasks resolved in the plugin registry (an unknown task or reward fails here, by name)."""
     from grpo_env.plugins import get_registry
-    from grpo_env.train import mix_entries
+    from grpo_env.cli.train import mix_entries
 
     return mix_entries(recipe_of(recipe), get_registry())
 

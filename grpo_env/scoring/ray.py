@@ -19,7 +19,9 @@ trainer) only dispatches and collects:
   the item, so a resend is safe, and the lost reply can never arrive. A node that neither answers nor
   dies within the deadlines of all it holds (plus :data:`ANSWER_SLACK_S`) is given up and its items
   are ``timeout``: a reward that ran out of time is never retried into a second deadline's worth of
-  work. The deadlines inside a node give ``timeout`` as they do locally, and those are final too.
+  work (a chunk queued behind it on that node never started there, since an actor runs one request
+  at a time: it is sent elsewhere). The deadlines inside a node give ``timeout`` as they do locally,
+  and those are final too.
 - **Nothing is left behind**: closing the service closes each actor's service (its workers and
   sandboxes) and kills the actor; an actor lives no longer than this process (Ray's ownership), and
   its workers die with it (``PR_SET_PDEATHSIG``).
@@ -277,11 +279,12 @@ class RayScoringService(Scores):
     :class:`~grpo_env.scoring.local.ScoringService`. ``workers``: scoring processes per node."""
 
     def __init__(self, rewards: Mapping[str, Reward], address: str = "auto", workers: int = 2, grace: float = 1.0,
-                 max_in_flight: int | None = None, allow_unisolated: bool = False, retries: int = RETRIES):
+                 max_in_flight: int | None = None, allow_unisolated: bool = False, retries: int = RETRIES,
+                 answer_slack: float = ANSWER_SLACK_S):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.rewards = dict(rewards)
-        self.workers, self.grace, self.retries = workers, grace, retries
+        self.workers, self.grace, self.retries, self.answer_slack = workers, grace, retries, answer_slack
         self.allow_unisolated = allow_unisolated
         self.counts: Counter[str] = Counter()  # per-status counts over the service's life
         self.lost = 0  # nodes lost (their actor died) or given up (no answer)
@@ -343,10 +346,17 @@ class RayScoringService(Scores):
             yield from self._run(iter(items))
 
     def _run(self, items: Iterator[Item]) -> Iterator[Outcome]:
+        flying: dict[Any, _Chunk] = {}  # object ref -> chunk
+        try:
+            yield from self._dispatch(items, flying)
+        finally:  # a consumer that stopped early: its chunks' answers are dropped, their nodes free again
+            for chunk in flying.values():
+                chunk.node.flying -= 1
+
+    def _dispatch(self, items: Iterator[Item], flying: dict[Any, _Chunk]) -> Iterator[Outcome]:
         ray = _ray()
         pending: deque[tuple[int, Item, int]] = deque()  # (index, item, times resent), resent ones first
         done: dict[int, Outcome] = {}
-        flying: dict[Any, _Chunk] = {}  # object ref -> chunk
         out_items = 0  # items in flying chunks
         counter = itertools.count()
         next_out, exhausted = 0, False
@@ -407,7 +417,7 @@ class RayScoringService(Scores):
                     for idx, (name, _, _), _ in chunk.jobs:
                         done[idx] = Outcome.of(Status.TIMEOUT, 0.0, reward=name, reason=(
                             f"scoring node {chunk.node.address} gave no answer within the deadlines of all it held "
-                            f"(+{ANSWER_SLACK_S:g} s): given up, not retried"))
+                            f"(+{self.answer_slack:g} s): given up, not retried"))
                     self._drop(chunk.node)
 
     def _send(self, node: _Node, jobs: list[tuple[int, Item, int]]) -> _Chunk:
@@ -415,7 +425,7 @@ class RayScoringService(Scores):
         longest = max(self.rewards[item[0]].timeout for _, item, _ in jobs) + self.grace
         node.busy_until = max(now, node.busy_until) + longest
         node.flying += 1
-        return _Chunk(node, next(self._requests), jobs, node.busy_until + ANSWER_SLACK_S)
+        return _Chunk(node, next(self._requests), jobs, node.busy_until + self.answer_slack)
 
     def _receive(self, ray, ref, chunk: _Chunk, done: dict[int, Outcome],
                  pending: deque[tuple[int, Item, int]]) -> None:

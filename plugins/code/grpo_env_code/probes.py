@@ -6,7 +6,7 @@ echo of the first argument passes much of a suite, the reward pays for no soluti
 GRPO group where nobody solves the problem, the constant is the best answer and is reinforced.
 That is a property of the data, not of the reward or the sandbox, so these completions are scored
 like any other (through the scoring service, in the sandbox) and ``grpo-env check`` reports how
-much credit they get (``grpo_env.check``: ``WEAK_MEAN``, ``WEAK_EXAMPLE``).
+much credit they get (``grpo_env.cli.check``: ``WEAK_MEAN``, ``WEAK_EXAMPLE``).
 """
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
                     host.close()
     except (TrainingDiverged, FileExistsError, MonitorAlarm, EnvironmentFailing, GenerationError, DistributedError) as e:
         if isinstance(e, MonitorAlarm) and dist.main:
-            from grpo_env.report import write_report
+            from grpo_env.cli.report import write_report
 
             print(f"report: {write_report(out)}", file=sys.stderr)
         return _fail(str(e))
@@ -256,7 +256,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
     kept = "logs and checkpoints" if recipe.train.save else "logs (no checkpoints: [train] save = false)"
     print(f"done: {run.step} steps; last reward {shown}; {kept} in {out}")
     if run.history:
-        from grpo_env.report import write_report
+        from grpo_env.cli.report import write_report
 
         print(f"report: {write_report(out)}")
     return 0

@@ -194,7 +194,7 @@ from pathlib import Path
 import pytest
 
 import $pkg
-from grpo_env.check import check_task
+from grpo_env.cli.check import check_task
 from grpo_env.plugins import get_registry
 from grpo_env.recipe import load_recipe
 from grpo_env.scoring import ScoringService
@@ -503,7 +503,7 @@ from pathlib import Path
 import pytest
 
 import $pkg
-from grpo_env.check import check_environment
+from grpo_env.cli.check import check_environment
 from grpo_env.environment import Turn
 from grpo_env.episodes import EpisodeHost
 from grpo_env.plugins import get_registry
@@ -597,7 +597,7 @@ def test_installed_entry_point_is_discovered():
 
 
 def test_the_mix_recipe_resolves_as_training_resolves_it(registry):
-    from grpo_env.train import mix_entries
+    from grpo_env.cli.train import mix_entries
 
     assert "math_arith" in registry.tasks, "the recipe mixes in math_arith, from grpo-env's math plugin: install it"
     entries = mix_entries(load_recipe(ROOT / "recipes" / "$name.toml"), registry)

@@ -242,7 +242,7 @@ def _status_table(title: str, counts: dict[str, int]) -> Table:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from grpo_env.scorefile import INVALID, score_file
+    from grpo_env.cli.scorefile import INVALID, score_file
     from grpo_env.scoring import ScoringService
 
     reg = _registry()
@@ -266,7 +266,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Check the named tasks, or everything: then a dropped task or a failed plugin fails too."""
 
-    from grpo_env.check import check_environment, check_task
+    from grpo_env.cli.check import check_environment, check_task
     from grpo_env.episodes import EpisodeHost
     from grpo_env.scoring import ScoringService
 
@@ -330,7 +330,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_play(args: argparse.Namespace) -> int:
     """Play one episode of an environment in the terminal: you type the assistant's turns."""
-    from grpo_env.check import describe
+    from grpo_env.cli.check import describe
     from grpo_env.episodes import EpisodeHost
     from grpo_env.scoring import ScoringService
 
@@ -504,19 +504,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from grpo_env.train import main_train
+    from grpo_env.cli.train import main_train
 
     return main_train(args.recipe, args.overrides, resume=args.resume)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from grpo_env.train import main_eval
+    from grpo_env.cli.train import main_eval
 
     return main_eval(args.recipe, args.model, args.overrides, samples=args.samples, temperature=args.temperature)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from grpo_env.report import ReportError, write_report
+    from grpo_env.cli.report import ReportError, write_report
 
     try:
         md = write_report(args.run_dir)
@@ -528,7 +528,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Scaffold a plugin distribution; refuse a name an installed plugin, task or reward already has."""
-    from grpo_env.scaffold import ScaffoldError, names, target_dir, write_plugin
+    from grpo_env.cli.scaffold import ScaffoldError, names, target_dir, write_plugin
 
     try:
         subs = names(args.name)
@@ -685,7 +685,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
