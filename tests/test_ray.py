@@ -28,7 +28,7 @@ from grpo_env.plugins import get_registry  # noqa: E402
 from grpo_env.sandbox import detect  # noqa: E402
 from grpo_env.scoring import ScoringService  # noqa: E402
 from grpo_env.scoring.ray import ClusterError, RayScoringService  # noqa: E402
-from grpo_env.cli.train import main_train  # noqa: E402
+from grpo_env.cli.train import main_eval, main_train  # noqa: E402
 from grpo_env.environment import Environment, Episode, Step  # noqa: E402
 from grpo_env.types import Message, Task  # noqa: E402
 
@@ -254,6 +254,7 @@ max_new_tokens = 6
 save = false
 progress = false
 output_dir = "{tmp_path / 'runs' / '{name}'}"
+eval = {{ examples_per_task = 4, batch_size = 4, output = "{tmp_path / f'eval-{name}.json'}" }}
 """)
     return path
 
@@ -268,6 +269,11 @@ def test_the_same_recipe_and_seed_give_the_same_rewards_locally_and_on_ray(clust
         rewards[backend] = [(r["step"], r["reward_mean"], r["reward_by_task"]) for r in recs]
     assert len(rewards["ray"]) == 2 and rewards["ray"] == rewards["local"], rewards
     assert {"ray_z", "games.guess"} <= set().union(*(by for _, _, by in rewards["ray"])), rewards  # a task, episodes
+    evals = {}
+    for backend in ("local", "ray"):  # grpo-env eval: the same held-out results, episodes on the nodes too
+        assert main_eval(str(tmp_path / f"{backend}.toml"), None, [f"--scoring.backend={backend}"]) == 0
+        evals[backend] = json.loads((tmp_path / f"eval-{backend}.json").read_text())["results"]
+    assert evals["ray"] == evals["local"] and evals["ray"]["games.guess"]["n"] == 4, evals
 
 
 # ---------------------------------------------------------------------------------------------

@@ -329,7 +329,8 @@ def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service, sampl
     ecfg, tcfg = recipe.train.eval, recipe.train
     max_new = ecfg.max_new_tokens or tcfg.max_new_tokens
     rcfg = tcfg.model_copy(update={"max_new_tokens": max_new})
-    host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace)
+    host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace,
+                         ray=recipe.scoring if recipe.scoring.backend == "ray" else None)
     results: dict[str, dict[str, Any]] = {}
     for entry in entries:
         if ecfg.split not in entry.task.splits:
@@ -376,6 +377,8 @@ def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service, sampl
                                    for k in pass_ks(samples)}
             result["correct_counts"] = correct_per_example  # per prompt, in order: pass@k can be recomputed
         results[entry.task.name] = result
+    if host is not None:
+        host.close()
     return results
 
 
@@ -423,6 +426,8 @@ def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[st
             return _fail(str(e))
         with service:
             results = evaluate(generator, tok, recipe, entries, service, samples=samples, temperature=temperature)
+    except ClusterError as e:  # the episodes' nodes (on Ray) could not start
+        return _fail(str(e))
     finally:
         generator.close()
     Console().print(eval_table(mcfg.name, recipe.train.eval.split, results, samples, temperature))
