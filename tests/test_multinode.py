@@ -188,13 +188,14 @@ def rewards_of(dirs: list[Path]) -> list[tuple]:
 def test_torchrun_two_nodes_data_parallel_scoring_locally_or_on_ray(tmp_path):
     """Each node scores its ranks' completions in local processes, then the same launch scores
     through a Ray cluster's pool (issue 20 item 4): the same rewards either way."""
-    ray_utils = pytest.importorskip("ray.cluster_utils")
+    pytest.importorskip("ray")
+    from ray_cluster import RemoteCluster  # a cluster in a process of its own (see tests/ray_cluster.py)
+
     rewards = {}
     for scoring in ("local", "ray"):
         model, dirs = nodes_setup(tmp_path / scoring)
         port = _free_port()
-        cluster = ray_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}) \
-            if scoring == "ray" else None
+        cluster = RemoteCluster(0) if scoring == "ray" else None
         try:
             extra = [f"--scoring.backend=ray", f"--scoring.address={cluster.address}"] if cluster else []
             codes, _, shown = launch_nodes([torchrun(n, port, *extra) for n in range(NODES)], dirs)

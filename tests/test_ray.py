@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
 
 from grpo_env import Example, Outcome, Reward, Status, hookimpl  # noqa: E402
 from grpo_env.engine.tiny import write_tiny  # noqa: E402
@@ -33,34 +32,25 @@ from grpo_env.environment import Environment, Episode, Step  # noqa: E402
 from grpo_env.types import Message, Task  # noqa: E402
 
 import rewards_for_tests as rt  # noqa: E402
+from ray_cluster import RemoteCluster  # noqa: E402
 
 TESTS = str(Path(__file__).parent)
 GRPO_ENV = Path(sys.executable).with_name("grpo-env")
 RAY = Path(sys.executable).with_name("ray")
-FAST_HEALTH = {"health_check_period_ms": 500, "health_check_failure_threshold": 3, "health_check_initial_delay_ms": 0}
 EX = Example(id="e", prompt="q", gold={"answer": "42"})
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head and two worker nodes (one CPU each); their workers import this directory's modules."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([TESTS, *([old] if old else [])])
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                      "_system_config": FAST_HEALTH})
+    """A head and two worker nodes; their workers import this directory's modules."""
+    c = RemoteCluster(2, pythonpath=TESTS)
     try:
-        for _ in range(2):
-            c.add_node(num_cpus=1)
         ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
         yield c
     finally:
         ray.shutdown()
         c.shutdown()
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
 
 
 def alive(pid: int) -> bool:
