@@ -197,7 +197,7 @@ def test_torchrun_two_nodes_data_parallel_scoring_locally_or_on_ray(tmp_path):
         port = _free_port()
         cluster = RemoteCluster(0) if scoring == "ray" else None
         try:
-            extra = [f"--scoring.backend=ray", f"--scoring.address={cluster.address}"] if cluster else []
+            extra = ["--scoring.backend=ray", f"--scoring.address={cluster.address}"] if cluster else []
             codes, _, shown = launch_nodes([torchrun(n, port, *extra) for n in range(NODES)], dirs)
         finally:
             if cluster is not None:

@@ -26,7 +26,7 @@ from grpo_env.engine.tiny import write_tiny  # noqa: E402
 from grpo_env.plugins import get_registry  # noqa: E402
 from grpo_env.sandbox import detect  # noqa: E402
 from grpo_env.scoring import ScoringService  # noqa: E402
-from grpo_env.scoring.ray import ClusterError, RayScoringService  # noqa: E402
+from grpo_env.scoring.ray import RayScoringService  # noqa: E402
 from grpo_env.cli.train import main_eval, main_train  # noqa: E402
 from grpo_env.environment import Environment, Episode, Step  # noqa: E402
 from grpo_env.types import Message, Task  # noqa: E402
@@ -461,7 +461,7 @@ def test_a_node_that_stops_answering_is_given_up_as_timeout_never_resent(cluster
 
 
 def test_a_reply_to_another_request_is_an_error_never_credited(cluster):
-    from grpo_env.scoring.ray import _Chunk, _Node
+    from grpo_env.scoring.ray import _Chunk
 
     with RayScoringService(TEST_REWARDS, workers=1) as service:
         node = next(iter(service._nodes.values()))

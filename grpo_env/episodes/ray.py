@@ -25,12 +25,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from grpo_env.environment import Environment
 from grpo_env.episodes.local import EpisodeHost, _Session
-from grpo_env.scoring.ray import (ANSWER_SLACK_S, RETRIES, ClusterError, _ray, _why, connect, probe_nodes,
-                                  start_actors, usable_nodes)
+from grpo_env.scoring.ray import (ANSWER_SLACK_S, RETRIES, _ray, _why, connect, probe_nodes, start_actors,
+                                  stop_actors, usable_nodes)
 from grpo_env.types import Outcome, Status
 
 Message = tuple  # a message to an episode process: ("make", example), ("turn", ...), ("end", ...)
@@ -156,17 +156,9 @@ class RayEpisodeHost(EpisodeHost):
             raise
 
     def close(self) -> None:
-        ray = _ray()
-        nodes = list(self._nodes.values())
+        stop_actors([n.actor for n in self._nodes.values()], disconnect=getattr(self, "_joined", False))
         self._nodes.clear()
-        refs = [n.actor.close.remote() for n in nodes]
-        if refs:
-            ray.wait(refs, num_returns=len(refs), timeout=15)
-        for n in nodes:
-            ray.kill(n.actor)
         super().close()
-        if getattr(self, "_joined", False):
-            ray.shutdown()
 
     def pids(self) -> dict[str, list[int]]:
         ray = _ray()
@@ -174,12 +166,23 @@ class RayEpisodeHost(EpisodeHost):
 
     # -- placement -------------------------------------------------------------------------------
 
-    def _place(self, s: _Session) -> _Place:
+    def _place(self, s: _Session) -> _Place | None:
+        """``s`` on the least loaded node: a new episode, or one whose node was lost (replayed there,
+        at most ``retries`` times). None when it cannot be placed: ``s`` is ended ``error``."""
+        place = s.proc if isinstance(s.proc, _Place) else _Place(self, 0)
+        if place.node:  # its node was lost
+            if place.replays >= self.retries:
+                self._fail(s, Outcome.error(f"environment {s.env.name!r}: its episode's node was lost "
+                                            f"{place.replays + 1} times"))
+                return None
+            place.replays, place.synced = place.replays + 1, False
+            self.replayed += 1
         if not self._nodes:
-            raise ClusterError("no episode node left in the Ray cluster")
+            self._fail(s, Outcome.error(f"environment {s.env.name!r}: no episode node left in the Ray cluster"))
+            return None
         node = min(self._nodes.values(), key=lambda n: n.episodes)
         node.episodes += 1
-        place = _Place(self, next(self._keys), node.node_id)
+        place.node, place.key = node.node_id, next(self._keys)
         s.proc = place
         return place
 
@@ -210,27 +213,9 @@ class RayEpisodeHost(EpisodeHost):
             by_node: dict[str, list[int]] = {}
             for i in todo:
                 s = sessions[i]
-                place = s.proc if isinstance(s.proc, _Place) else None
-                if place is None or place.node not in self._nodes:
-                    try:
-                        if place is not None:  # its node was lost: replay it elsewhere
-                            if place.replays >= self.retries:
-                                self._fail(s, Outcome.error(f"environment {s.env.name!r}: its episode's node was "
-                                                            f"lost {place.replays + 1} times"))
-                                continue
-                            place.replays += 1
-                            place.synced = False
-                            self.replayed += 1
-                            node = min(self._nodes.values(), key=lambda n: n.episodes) if self._nodes else None
-                            if node is None:
-                                raise ClusterError("no episode node left in the Ray cluster")
-                            node.episodes += 1
-                            place.node, place.key = node.node_id, next(self._keys)
-                        else:
-                            place = self._place(s)
-                    except ClusterError as e:
-                        self._fail(s, Outcome.error(f"environment {s.env.name!r}: {e}"))
-                        continue
+                place = s.proc if isinstance(s.proc, _Place) and s.proc.node in self._nodes else self._place(s)
+                if place is None:
+                    continue
                 by_node.setdefault(place.node, []).append(i)
             calls = {}
             now = time.monotonic()

@@ -94,6 +94,18 @@ def _worker_main(conn: Connection, rewards: Mapping[str, Reward], parent_pid: in
     serve(conn, parent_pid, score)
 
 
+def next_known(items: Iterator[Item], counter: Iterator[int], rewards: Mapping[str, Reward],
+               done: dict[int, Outcome]) -> tuple[int, Item] | None:
+    """The next item whose reward the service has, with its place in the batch (``counter``); an item
+    naming another reward is answered ``error`` in ``done`` on the way. None: no items left."""
+    for item in items:
+        idx = next(counter)
+        if item[0] in rewards:
+            return idx, item
+        done[idx] = Outcome.error(f"no reward named {item[0]!r} in this scoring service")
+    return None
+
+
 class _Job(NamedTuple):
     index: int  # the item's place in its batch
     request: int  # the request's id, unique for the service; its reply must carry it
@@ -226,15 +238,11 @@ class ScoringService(Scores):
             # hand items to idle workers, keeping the out-of-order window bounded
             for w in self._workers:
                 if w.job is None and not exhausted and len(done) < self.window:
-                    try:
-                        name, example, completion = next(items)
-                    except StopIteration:
+                    got = next_known(items, counter, self.rewards, done)
+                    if got is None:
                         exhausted = True
                         break
-                    idx = next(counter)
-                    if name not in self.rewards:
-                        done[idx] = Outcome.error(f"no reward named {name!r} in this scoring service")
-                        continue
+                    idx, (name, example, completion) = got
                     self._send(w, idx, name, example, completion)
             busy = [w for w in self._workers if w.job is not None]
             while next_out in done:

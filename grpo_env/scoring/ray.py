@@ -37,7 +37,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
-from grpo_env.scoring.local import Item, Scores, ScoringService
+from grpo_env.scoring.local import Item, Scores, ScoringService, next_known
 from grpo_env.text import plain
 from grpo_env.types import Outcome, Reward, Status
 
@@ -226,6 +226,19 @@ def start_actors(cls: type, reports: list[NodeReport], args, what: str = "scorin
     return started
 
 
+def stop_actors(actors: list, disconnect: bool = False) -> None:
+    """Each actor's ``close`` (its processes stopped and reaped), then the actor killed; ``disconnect``:
+    leave the cluster too (this process joined it)."""
+    ray = _ray()
+    refs = [a.close.remote() for a in actors]
+    if refs:
+        ray.wait(refs, num_returns=len(refs), timeout=15)
+    for a in actors:
+        ray.kill(a)
+    if disconnect:
+        ray.shutdown()
+
+
 # ---------------------------------------------------------------------------------------------
 # on a node
 
@@ -364,16 +377,11 @@ class RayScoringService(Scores):
         while True:
             # pull items while the window has room
             while not exhausted and len(pending) + out_items + len(done) < window:
-                try:
-                    name, example, completion = next(items)
-                except StopIteration:
+                got = next_known(items, counter, self.rewards, done)
+                if got is None:
                     exhausted = True
-                    break
-                idx = next(counter)
-                if name not in self.rewards:
-                    done[idx] = Outcome.error(f"no reward named {name!r} in this scoring service")
                 else:
-                    pending.append((idx, (name, example, completion), 0))
+                    pending.append((*got, 0))
             # send chunks to the least busy nodes, within the cluster-wide limit
             while pending and out_items < self.max_in_flight:
                 if not self._nodes:
@@ -462,13 +470,5 @@ class RayScoringService(Scores):
         self._closed = True
         if os.getpid() != self.pid:
             return
-        ray = _ray()
-        nodes = list(self._nodes.values())
+        stop_actors([n.actor for n in self._nodes.values()], disconnect=self._joined)
         self._nodes.clear()
-        refs = [n.actor.close.remote() for n in nodes]
-        if refs:
-            ray.wait(refs, num_returns=len(refs), timeout=15)
-        for n in nodes:
-            ray.kill(n.actor)
-        if self._joined:
-            ray.shutdown()
