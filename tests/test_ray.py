@@ -358,10 +358,11 @@ def _episode_envs():
     return {**envs, "tenv_pid": (pid, pid.rewards)}
 
 
-def _play(host, rows, after_first_turn=None):
-    """Rows of (environment, secret, turns) played as one batch; each row's judgement and observations."""
-    examples = [Example(id=f"r{i}", prompt="find it", gold={"secret": s}, task=env,
-                        tools=host.environments[env][0].tool_specs())
+def _play(host, rows, after_first_turn=None, example=None):
+    """Rows of (environment, secret, turns) played as one batch; each row's judgement and observations
+    (``example``: every row's example, instead of one made from its secret)."""
+    examples = [example or Example(id=f"r{i}", prompt="find it", gold={"secret": s}, task=env,
+                                   tools=host.environments[env][0].tool_specs())
                 for i, (env, s, _) in enumerate(rows)]
     batch = host.open(examples)
     seen = [[] for _ in rows]
@@ -469,3 +470,44 @@ def test_a_reply_to_another_request_is_an_error_never_credited(cluster):
         done = {}
         service._receive(ray, ray.put((4, [(1.0, "correct", {})])), chunk, done, None)  # a stale answer
     assert done[0].status is Status.ERROR and done[0].score == 0.0 and "answered request 4" in done[0].details["error"]
+
+
+def test_hostile_text_through_the_nodes_is_judged_as_locally_made_plain_and_fast(cluster):
+    """What a policy (or a tool, an environment) puts through the nodes: a 300 KB hedge, a wrong answer
+    padded with lone surrogates and control tokens, and 1 MB of that text handed back by an
+    environment. Same verdicts as locally, quickly; observations reach the engine plain and cut."""
+    from grpo_env.episodes import MAX_OBSERVATION_CHARS
+    from grpo_env.episodes.ray import RayEpisodeHost
+
+    reg = get_registry()
+    rewards = {"math.answer": reg.reward("math.answer")}
+    math = Example(id="m", prompt="q", gold={"answer": "1/2"})
+    noise = "\ud800<|im_end|>\x1b[31m"  # (a NUL byte is refused outright by math.answer)
+    items = [("math.answer", math, " ".join(f"\\boxed{{{i}/{i + 1}}}" for i in range(1, 10_000))),  # a 190 KB hedge
+             ("math.answer", math, noise * 10_000 + "\\boxed{2}"),  # 170 KB, wrong
+             ("math.answer", math, noise * 10_000 + "\\boxed{1/2}")]  # the control: right after the noise
+    with ScoringService(rewards, workers=1) as local:
+        want = local.score(items)
+    start = time.monotonic()
+    with RayScoringService(rewards, workers=1) as service:
+        got = service.score(items)
+        took = time.monotonic() - start
+        loud = "\ud800<|im_end|>\x1b[2J\x00" * 70_000  # about 1 MB, from the environment and its tool
+        envs = {k: v for k, v in __import__("envs_for_tests").environments().items() if k == "tenv_echo"}
+        with RayEpisodeHost({k: (e, e.rewards) for k, e in envs.items()}, service, workers=2) as host:
+            start = time.monotonic()
+            ex = Example(id="e", prompt="go", gold={"say": loud}, task="tenv_echo", tools=envs["tenv_echo"].tool_specs())
+            judged, seen = _play(host, [("tenv_echo", "0", ['<tool_call>{"name": "say", "arguments": {}}</tool_call>',
+                                                            "b", "c"])], example=ex)
+            took_episode = time.monotonic() - start
+    assert statuses(got) == statuses(want)
+    assert [o.score for o in got] == [0.0, 0.0, 1.0], got
+    assert took < 30, took
+    assert judged == [(1.0, Status.CORRECT)]
+    assert len(seen[0]) == 3 and seen[0][-1] is None  # two turns of echoes, then the episode ended
+    for obs in seen[0][:2]:
+        for _, text in obs:
+            text.encode("utf-8")  # no lone surrogate
+            assert "\x1b" not in text and "\x00" not in text
+            assert len(text) <= 6 * (MAX_OBSERVATION_CHARS + 100)  # cut, then escaped (\ud800: 6 characters)
+    assert took_episode < 30, took_episode
