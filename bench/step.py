@@ -25,7 +25,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -51,8 +50,8 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
 
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     kernels = [lambda: a @ b]
-    if dtype == torch.float32 and cpu_matmul.available():
-        kernels.append(lambda: cpu_matmul.mm_nt(a, b))
+    if dtype == torch.float32 and cpu_matmul.has_onednn():
+        kernels.append(lambda: cpu_matmul._dnn(a, b))
     best = float("inf")
     for kernel in kernels:
         kernel()  # warm-up
@@ -61,6 +60,13 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
             kernel()
             best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+def machine() -> str:
+    """The processor (name, family, model, flags' hash), torch version and threads: cpu_matmul's cache key."""
+    from grpo_env.engine import cpu_matmul
+
+    return cpu_matmul.machine_key()
 
 
 def rss_mb() -> float:
@@ -181,10 +187,19 @@ def apply_lever(lever: str, cfg_kwargs: dict) -> None:
         trainer.make_optimizer = default_adamw
     elif lever == "no_prefix_sharing":  # log-probs run every prompt G times (head still on completions only)
         trainer._checkpointing = lambda model: True
-    elif lever == "default_blas":  # torch's default BLAS (MKL) for fp32 products instead of oneDNN
+    elif lever == "default_blas":  # torch's default BLAS (MKL, plain) for every fp32 product, not the machine's choice
         from grpo_env.engine import cpu_matmul
 
         cpu_matmul.ENABLED = False
+    elif lever in ("mkl", "onednn"):  # one library for every role, whatever this machine's calibration chose
+        os.environ["GRPO_ENV_CPU_MATMUL"] = lever
+    elif lever == "routed_decode":  # the engine before per-machine kernels: oneDNN everywhere, the decode's
+        # products routed by a TorchFunctionMode (a Python hook on every operation), not direct kernels
+        from grpo_env.engine import cpu_matmul
+        from grpo_env.engine.generation import hf
+
+        os.environ["GRPO_ENV_CPU_MATMUL"] = "onednn"
+        hf.cpu_matmul = type("Routed", (), {"decode_linears": staticmethod(lambda model: cpu_matmul.onednn_linear())})
     elif lever == "materialised_head":  # the LM head's full (positions x vocabulary) logits, not vocabulary chunks
         from grpo_env.engine import head
 
@@ -281,7 +296,9 @@ def run_ours(args, examples) -> dict:
             "rss_peak_mb": peak,
             "rss_end_mb": now,
         })
-    return {"params": sum(p.numel() for p in model.parameters()), "steps": steps}
+    from grpo_env.engine import cpu_matmul
+
+    return {"params": sum(p.numel() for p in model.parameters()), "steps": steps, "cpu_matmul": cpu_matmul.choice()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,7 +462,8 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast on both (weights and optimiser stay fp32)")
     ap.add_argument("--natural", dest="force_length", action="store_false",
                     help="let completions end at EOS (default: force max-new tokens on both)")
-    ap.add_argument("--levers", action="store_true", help="also time each engine lever switched off")
+    ap.add_argument("--levers", nargs="?", const="all", default=None,
+                    help="also time each engine lever switched off (or only these, comma-separated)")
     ap.add_argument("--natural-runs", action="store_true",
                     help="also time ours at natural lengths: baseline, no length sorting, dynamic sampling")
     ap.add_argument("--trl-fused", action="store_true",
@@ -483,8 +501,9 @@ def main() -> None:
             runs["trl_fused_adamw"] = spawn(args, "trl", "fused_adamw")
         levers = {}
         if args.levers:
-            for lever in ("default_blas", "hf_generate", "no_shared_prefill", "default_adamw", "materialised_head", "no_prefix_sharing",
-                          "naive_logprobs", "whole_batch", "bf16"):
+            every = ("default_blas", "mkl", "onednn", "routed_decode", "hf_generate", "no_shared_prefill", "default_adamw",
+                     "materialised_head", "no_prefix_sharing", "naive_logprobs", "whole_batch", "bf16")
+            for lever in every if args.levers == "all" else args.levers.split(","):
                 levers[lever] = summarise(spawn(args, "ours", lever), args.warmup)
         dynamic = {}
         if args.natural_runs:
@@ -500,6 +519,7 @@ def main() -> None:
           f"loss dapo, mu 1, AdamW lr 1e-6, {'bf16 autocast' if args.bf16 else 'fp32'}, no gradient checkpointing, {args.threads} torch threads, "
           f"TRL {runs['trl'].get('trl')}; {args.steps} timed steps after {args.warmup} warm-up")
     print(f"matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s; other grpo-env runs: {load_before}")
+    print(f"our product kernels (grpo_env/engine/cpu_matmul.py, this machine's choice): {runs['ours'].get('cpu_matmul')}")
     print_table(ours, trl, floor, length_note)
     print(f"our step vs FLOP floor ({floor['flops'] / 1e12:.2f} TFLOP at {peak:.0f} GFLOP/s): "
           f"{ours['mean_s']['total'] / floor['seconds']['total']:.1f}x the floor")
@@ -521,8 +541,8 @@ def main() -> None:
     ratio = ours["mean_s"]["total"] / trl["mean_s"]["total"]
     result = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("tmp", "model_dir")},
-        "length": length_note, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "torch": torch.__version__, "trl": runs["trl"].get("trl"),
+        "length": length_note, "machine": machine(), "cpus": os.cpu_count(),
+        "torch": torch.__version__, "trl_version": runs["trl"].get("trl"),
         "matmul_peak_gflops": {"fp32": peak32, "bf16": peak16},
         "other_grpo_env_runs": {"before": load_before, "after": training_load()},
         "ours": ours, "trl": trl, "trl_fused_adamw": trl_fused, "flop_floor": floor, "levers_off": levers, "natural_lengths": dynamic,

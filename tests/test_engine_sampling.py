@@ -87,8 +87,10 @@ def test_prefix_shared_logprobs_equal_the_plain_path_values_and_gradients():
 @pytest.mark.parametrize("path", ["token", "group"])
 @pytest.mark.parametrize("module, switch", [(head, "FUSED"), (cpu_matmul, "ENABLED")])
 def test_speed_levers_leave_logprobs_and_gradients_unchanged(monkeypatch, path, module, switch):
-    """The chunked head (head.FUSED) and oneDNN's products (cpu_matmul.ENABLED): the same log-probs,
+    """The chunked head (head.FUSED) and oneDNN's products (cpu_matmul.ENABLED, oneDNN forced): the same log-probs,
     entropy and gradients through a real (tiny, tied-head) Llama as with the lever off."""
+    if module is cpu_matmul:  # oneDNN's products on, whatever this machine would choose
+        monkeypatch.setenv("GRPO_ENV_CPU_MATMUL", "onednn")
     model, tok, ro = _rollout(seed=4, G=3)
     P, G = ro.prompt_len, 3
 

@@ -500,6 +500,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     _print_table(table)
     reg = _registry()
     out.print(f"{len(reg.plugins)} plugins, {len(reg.tasks)} tasks, {len(reg.rewards)} rewards")
+    from grpo_env.engine import cpu_matmul
+
+    try:
+        kernels = cpu_matmul.choice()
+    except cpu_matmul.MatmulConfigError as e:
+        out.print(f"[red]fp32 products on the CPU: {e}[/]")
+        return 1
+    out.print("fp32 products on the CPU (this machine's fastest, GRPO_ENV_CPU_MATMUL forces one): training "
+              f"{kernels['train']}, decode {kernels['decode']}, decode LM head {kernels['decode_head']}; "
+              f"chosen for {cpu_matmul.machine_key()}, kept in {cpu_matmul.cache_path()}")
     return 0 if checks[0][1] else 1
 
 

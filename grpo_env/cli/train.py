@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from grpo_env.engine import checkpoint, sharding, tblog, zero
+from grpo_env.engine import checkpoint, cpu_matmul, sharding, tblog, zero
 from grpo_env.engine.config import ModelConfig
 from grpo_env.engine.distributed import DistributedError
 from grpo_env.engine.generation import GenerationError, make_generator, resolve_backend
@@ -188,6 +188,8 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
                                   "another directory (--name=... or --train.output_dir=...)")
         _setup_torch(recipe.model, recipe.seed)
         backend, context = generation_plan(recipe, recipe.model, recipe.train.max_new_tokens)
+        if resolve_device(recipe.model.device).type == "cpu":  # this machine's product kernels, chosen (or
+            cpu_matmul.choice()  # read from its cache) before the model loads; a bad GRPO_ENV_CPU_MATMUL stops here
         dist = init_from_env(resolve_device(recipe.model.device))  # several processes under accelerate launch / torchrun
         fsdp = sharding.requested() if dist.active else None  # accelerate launch --use_fsdp (or an FSDP config)
         ds = zero.requested() if dist.active else None  # accelerate launch --use_deepspeed (or a DEEPSPEED config)
@@ -210,7 +212,7 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
         generator = make_generator(model, tok, backend, recipe.generation, max_model_len=context,
                                    seed=recipe.seed + dist.rank)
     except (RecipeError, PluginError, MixtureError, ModelError, FileExistsError, DistributedError,
-            tblog.TensorBoardMissing, GenerationError, ClusterError) as e:
+            tblog.TensorBoardMissing, GenerationError, ClusterError, cpu_matmul.MatmulConfigError) as e:
         for started in (host, service):
             if started is not None:
                 started.close()

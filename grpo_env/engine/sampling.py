@@ -64,7 +64,7 @@ def gradient_checkpointing(model) -> bool:
 
 
 def _products(model):
-    """fp32 products on the CPU through oneDNN (:mod:`cpu_matmul`), except in a forward that gradient
+    """fp32 products on the CPU through oneDNN where this machine chose it (:mod:`cpu_matmul`), except in a forward that gradient
     checkpointing recomputes in backward: that runs on autograd's thread, outside this block, and
     must save the same tensors as the original forward."""
     if torch.is_grad_enabled() and gradient_checkpointing(model):

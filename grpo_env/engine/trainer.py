@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from grpo_env.engine import checkpoint, parallel, tblog
+from grpo_env.engine import checkpoint, cpu_matmul, parallel, tblog
 from grpo_env.engine.config import TrainConfig
 from grpo_env.engine.distributed import Dist
 from grpo_env.engine.errors import DistributedError
@@ -237,6 +237,10 @@ def chunk_logprobs(model, ro: Rollout, s: slice, cfg: TrainConfig, with_entropy:
         )
     pad = (0, T - tc)
     return torch.nn.functional.pad(logp, pad), None if ent is None else torch.nn.functional.pad(ent, pad)
+
+
+def _on_cpu(model) -> bool:
+    return next(model.parameters()).device.type == "cpu"
 
 
 def _autocast(model, enabled: bool):
@@ -576,6 +580,8 @@ class Checkpoints:
         ranks = state.get("rng_ranks")  # one per rank (several processes); rank 0's alone in older checkpoints
         checkpoint.set_rng_state(ranks[dist.rank] if ranks and len(ranks) == dist.world else state["rng"])
         run.step, run.bad_steps = state["step"], state["bad_steps"]
+        if "cpu_matmul" in state:  # the same product kernels as before the stop: an exact resume
+            cpu_matmul.pin(state["cpu_matmul"])
         if self.monitor is not None and "monitor" in state:
             self.monitor.load_state_dict(state["monitor"])
         return True
@@ -601,6 +607,7 @@ class Checkpoints:
             "rng": rngs[0],
             **({"rng_ranks": rngs} if self.par.dist.active else {}),
             **({"monitor": self.monitor.state_dict()} if self.monitor is not None else {}),
+            **({"cpu_matmul": cpu_matmul.choice()} if _on_cpu(model) else {}),
         }
         plain = self.par.plain_copy(weights)  # FSDP: an unsharded model holding the full weights
         writer = (lambda d: self.save_model(plain, self.tokenizer, d)) if self.save_model else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from grpo_env.engine import cpu_matmul
 from grpo_env.engine.decode import KVState, decode, resume
 from grpo_env.engine.generation import Sampling
 
@@ -24,15 +25,13 @@ class HFGenerator:
         self._kv: KVState | None = None  # the last kept decode's cache, for resume
 
     def _run(self, fn, *args, s: Sampling, logprobs: bool, keep: bool, **extra):
-        from grpo_env.engine.sampling import _products
-
         lps: list[torch.Tensor] | None = [] if logprobs else None
         kept: list[KVState] | None = [] if keep else None
         model = self.model
         was_training = model.training
         model.eval()
         try:
-            with _products(model):
+            with cpu_matmul.decode_linears(model):  # the products through this machine's fastest kernels
                 out = fn(model, *args, max_new_tokens=s.max_new_tokens, eos=list(s.eos), pad_id=s.pad_id,
                          temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, logprobs=lps, keep=kept, **extra)
         finally:
