@@ -7,6 +7,7 @@ training: no cluster at the address, a node where grpo-env does not import, a no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -51,6 +52,18 @@ def cluster():
     finally:
         ray.shutdown()
         c.shutdown()
+
+
+@contextlib.contextmanager
+def local_then_ray(rewards, items):
+    """``items`` scored by the local service, then through the cluster. Yields the local outcomes, the
+    Ray outcomes, the seconds the Ray service took to start and score, and that service, still open."""
+    with ScoringService(rewards, workers=1) as local:
+        want = local.score(items)
+    start = time.monotonic()
+    with RayScoringService(rewards, workers=1) as service:
+        got = service.score(items)
+        yield want, got, time.monotonic() - start, service
 
 
 def alive(pid: int) -> bool:
@@ -183,12 +196,8 @@ def test_hostile_code_gets_the_same_verdicts_through_ray_and_nothing_is_left(clu
     items += [("code.tests", _example(row), f"def {row['entry_point']}(x):\n    {body}\n") for row, body, _ in CASES]
     rewards = {**REWARDS, **VERDICT_REWARDS}
     ipc, shm, before = _sysvipc(), _dev_shm(), set(_sandbox_processes())
-    with ScoringService(rewards, workers=1) as local:
-        want = local.score(items)
-    start = time.monotonic()
-    with RayScoringService(rewards, workers=1) as service:
-        got = service.score(items)
-    took = time.monotonic() - start
+    with local_then_ray(rewards, items) as (want, got, took, _):
+        pass
     assert statuses(got) == statuses(want)
     assert got[0].status is Status.CORRECT and all(o.score == 0.0 for o in got[1:len(attacks)]), got
     assert took < 60, took
@@ -473,7 +482,7 @@ def test_a_reply_to_another_request_is_an_error_never_credited(cluster):
 
 
 def test_hostile_text_through_the_nodes_is_judged_as_locally_made_plain_and_fast(cluster):
-    """What a policy (or a tool, an environment) puts through the nodes: a 300 KB hedge, a wrong answer
+    """What a policy (or a tool, an environment) puts through the nodes: a 190 KB hedge, a wrong answer
     padded with lone surrogates and control tokens, and 1 MB of that text handed back by an
     environment. Same verdicts as locally, quickly; observations reach the engine plain and cut."""
     from grpo_env.episodes import MAX_OBSERVATION_CHARS
@@ -486,12 +495,7 @@ def test_hostile_text_through_the_nodes_is_judged_as_locally_made_plain_and_fast
     items = [("math.answer", math, " ".join(f"\\boxed{{{i}/{i + 1}}}" for i in range(1, 10_000))),  # a 190 KB hedge
              ("math.answer", math, noise * 10_000 + "\\boxed{2}"),  # 170 KB, wrong
              ("math.answer", math, noise * 10_000 + "\\boxed{1/2}")]  # the control: right after the noise
-    with ScoringService(rewards, workers=1) as local:
-        want = local.score(items)
-    start = time.monotonic()
-    with RayScoringService(rewards, workers=1) as service:
-        got = service.score(items)
-        took = time.monotonic() - start
+    with local_then_ray(rewards, items) as (want, got, took, service):
         loud = "\ud800<|im_end|>\x1b[2J\x00" * 70_000  # about 1 MB, from the environment and its tool
         envs = {k: v for k, v in __import__("envs_for_tests").environments().items() if k == "tenv_echo"}
         with RayEpisodeHost({k: (e, e.rewards) for k, e in envs.items()}, service, workers=2) as host:

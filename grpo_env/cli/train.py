@@ -188,9 +188,10 @@ def main_train(recipe_path: str, overrides: list[str], resume: bool = False) -> 
                                   "another directory (--name=... or --train.output_dir=...)")
         _setup_torch(recipe.model, recipe.seed)
         backend, context = generation_plan(recipe, recipe.model, recipe.train.max_new_tokens)
-        if resolve_device(recipe.model.device).type == "cpu":  # this machine's product kernels, chosen (or
-            cpu_matmul.choice()  # read from its cache) before the model loads; a bad GRPO_ENV_CPU_MATMUL stops here
-        dist = init_from_env(resolve_device(recipe.model.device))  # several processes under accelerate launch / torchrun
+        device = resolve_device(recipe.model.device)
+        if device.type == "cpu":  # this machine's product kernels, chosen (or read from its cache) before the
+            cpu_matmul.choice()  # model loads; a bad GRPO_ENV_CPU_MATMUL stops here
+        dist = init_from_env(device)  # several processes under accelerate launch / torchrun
         fsdp = sharding.requested() if dist.active else None  # accelerate launch --use_fsdp (or an FSDP config)
         ds = zero.requested() if dist.active else None  # accelerate launch --use_deepspeed (or a DEEPSPEED config)
         tok = load_tokenizer(recipe.model)

@@ -4,8 +4,8 @@ torch's CPU builds run fp32 ``linear`` / ``mm`` through MKL; oneDNN ships in the
 faster depends on the processor and on the shape, and by a lot:
 
 - training-sized products ((1024 x 576) @ (576 x 1536), forward and both halves of the backward):
-  oneDNN about 2x MKL on a Zen 5 EPYC; MKL 1.1-1.6x oneDNN on a Zen 3 EPYC (and, from the step
-  ratios, on an Intel Xeon);
+  oneDNN about 2x MKL on a Zen 5 EPYC; MKL up to 1.6x oneDNN on a Zen 3 EPYC (and, judging by
+  issue 17's step ratios, faster on an Intel Xeon too: not timed alone there);
 - decode-sized products (32 rows: one token for each of a step's sequences): on the Zen 3, MKL with
   the product transposed (``w @ x.T``, the weight as the long side) beats both plain MKL and
   oneDNN on the layers, while oneDNN wins the vocabulary-sized LM head.
@@ -97,10 +97,15 @@ def choice() -> dict[str, str]:
     return dict(_chosen)
 
 
+def _is_choice(chosen) -> bool:
+    """A library for each role, nothing else (a record read from a file or a checkpoint)."""
+    return isinstance(chosen, dict) and set(chosen) == set(ROLES) and set(chosen.values()) <= set(LIBRARIES)
+
+
 def pin(chosen: dict[str, str] | None) -> None:
     """Use ``chosen`` (a checkpoint's record of :func:`choice`) from now on; None forgets the choice."""
     global _chosen
-    if chosen is not None and (set(chosen) != set(ROLES) or not set(chosen.values()) <= set(LIBRARIES)):
+    if chosen is not None and not _is_choice(chosen):
         raise MatmulConfigError(f"not a choice of product libraries: {chosen!r}")
     _chosen = None if chosen is None else dict(chosen)
 
@@ -139,9 +144,8 @@ def _cached_choice() -> dict[str, str]:
         known = {}
     if not isinstance(known, dict):
         known = {}
-    hit = known.get(key)
-    if isinstance(hit, dict) and set(hit) == set(ROLES) and set(hit.values()) <= set(LIBRARIES):
-        return hit
+    if _is_choice(known.get(key)):
+        return known[key]
     chosen = calibrate()["choice"]
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -281,8 +285,8 @@ def _decode_forward(module: torch.nn.Linear, small: str, large: str, row_major: 
     linear = torch.nn.functional.linear
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        w, b = module.weight, module.bias
-        if x.dim() < 2 or not _eligible(x, w, b):
+        w, b = module.weight, module.bias  # eligible: checked when the forward was put in place
+        if x.dim() < 2 or not _eligible(x):
             return linear(x, w, b)
         rows = x.numel() // x.shape[-1]
         lib = small if rows <= SMALL_ROWS else large

@@ -239,13 +239,12 @@ def chunk_logprobs(model, ro: Rollout, s: slice, cfg: TrainConfig, with_entropy:
     return torch.nn.functional.pad(logp, pad), None if ent is None else torch.nn.functional.pad(ent, pad)
 
 
-def _on_cpu(model) -> bool:
-    return next(model.parameters()).device.type == "cpu"
+def _device_type(model) -> str:
+    return next(model.parameters()).device.type
 
 
 def _autocast(model, enabled: bool):
-    device = next(model.parameters()).device.type
-    return torch.autocast(device, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+    return torch.autocast(_device_type(model), dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -607,7 +606,7 @@ class Checkpoints:
             "rng": rngs[0],
             **({"rng_ranks": rngs} if self.par.dist.active else {}),
             **({"monitor": self.monitor.state_dict()} if self.monitor is not None else {}),
-            **({"cpu_matmul": cpu_matmul.choice()} if _on_cpu(model) else {}),
+            **({"cpu_matmul": cpu_matmul.choice()} if _device_type(model) == "cpu" else {}),
         }
         plain = self.par.plain_copy(weights)  # FSDP: an unsharded model holding the full weights
         writer = (lambda d: self.save_model(plain, self.tokenizer, d)) if self.save_model else None
