@@ -31,6 +31,7 @@ from grpo_env.types import Example, Status
 REWARDS = collect(register_rewards)
 GRPO_ENV = str(Path(sys.executable).with_name("grpo-env"))
 C, I, U, R = Status.CORRECT, Status.INCORRECT, Status.UNPARSABLE, Status.REJECTED
+ROOT = os.geteuid() == 0
 
 
 # ---- harness -----------------------------------------------------------------------------------
@@ -487,3 +488,61 @@ def test_a3_r5_through_the_score_cli(tmp_path):
     assert [(r["answer"], r["status"], r["score"]) for r in rows] == [
         (g, s.value, 1.0 if s is C else 0.0) for g, _, s in ROUND_2]
     assert _alive_with(str(src)) == []
+
+
+# ---- hostile text through the score CLI, as root and as an unprivileged user ----
+
+NOISE = "\ud800<|im_end|>\x1b[2J"  # a lone surrogate, a control token, a terminal escape
+HOSTILE_ROWS = [  # (gold, completion, status): 180 KB to 300 KB each
+    ("1/2", NOISE * 12_000 + "\\boxed{1/2}", C),  # the control: the right answer after 180 KB of noise
+    ("1/2", NOISE * 12_000 + "\\boxed{2}", I),  # wrong, after the same noise
+    ("1/2", " ".join(f"\\boxed{{{i}/{i + 1}}}" for i in range(1, 10_000)), R),  # a 190 KB hedge holding 1/2: refused
+    ("1/2", "\\boxed{1/2} " + NOISE * 12_000 + " \\boxed{3}", I),  # the right answer first, a wrong one last
+    ("1/2", NOISE * 20_000 + "\\boxed{1/2}", R),  # over the completion limit: refused, however right
+]
+
+
+def _score_cli_as(user: str, work: Path) -> tuple[list[dict], float]:
+    """``grpo-env score math`` on HOSTILE_ROWS in ``work``, as root or as an unprivileged uid; returns
+    the scored rows and the seconds it took."""
+    src, dst = work / "rows.jsonl", work / "scored.jsonl"
+    src.write_text("".join(json.dumps({"answer": g, "completion": c}) + "\n" for g, c, _ in HOSTILE_ROWS))
+    argv = ["score", "math", "--input", str(src), "--output", str(dst), "--workers", "1"]
+    start = time.monotonic()
+    if user == "root":
+        proc = subprocess.run([GRPO_ENV, *argv], capture_output=True, text=True, timeout=300, cwd=work)
+    else:
+        import unprivileged
+
+        os.chmod(work, 0o755)
+        for p in (work, src):
+            os.chown(p, unprivileged.UID, unprivileged.UID)
+        python = unprivileged.copy_interpreter(work / "python")
+        code = f"import runpy, sys\nsys.argv = ['grpo-env', *{argv!r}]\nrunpy.run_module('grpo_env.cli', run_name='__main__')\n"
+        proc = unprivileged.run(python, code, cwd=work, timeout=300)
+    took = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return [json.loads(line) for line in dst.read_text().splitlines()], took
+
+
+@pytest.mark.parametrize("user", ["root", pytest.param("unprivileged", marks=pytest.mark.skipif(
+    not ROOT, reason="drops privileges: needs root (as in CI)"))])
+def test_hostile_text_through_the_score_cli_earns_nothing_fast_and_leaves_nothing(user, tmp_path):
+    """A wrong answer behind 180 KB of lone surrogates, control tokens and escapes, a 190 KB hedge,
+    a right answer followed by a wrong one, and 300 KB (over MAX_COMPLETION_CHARS: rejected): 0 each;
+    the control, 1. Under a minute, no process left with the rows' path, and nothing written but the
+    scored rows."""
+    work = tmp_path / "work"
+    work.mkdir()
+    rows, took = _score_cli_as(user, work)
+    assert [(r["status"], r["score"]) for r in rows] == [(s.value, 1.0 if s is C else 0.0) for _, _, s in HOSTILE_ROWS]
+    assert took < 60, took
+    assert _alive_with(str(work / "rows.jsonl")) == []
+    harness = {"python", "home"}  # the unprivileged user's interpreter and home
+    assert sorted(p.name for p in work.iterdir() if p.name not in harness) == ["rows.jsonl", "scored.jsonl"]
+    # in the home, only matplotlib's font cache and config directory, which it writes the first time it
+    # is imported (through reasoning-gym's cellpylib, when plugins load; docs/reasoning_gym.md)
+    home = work / "home"
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*")) if home.exists() else []
+    assert all(p.split("/")[:2] in (
+        [".cache"], [".cache", "matplotlib"], [".config"], [".config", "matplotlib"]) for p in written), written
