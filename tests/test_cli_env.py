@@ -372,14 +372,14 @@ def test_piped_tables_print_names_whole():
         assert re.search(rf"(^|[ ,│]){re.escape(name)}([ ,│]|$)", plugins.stdout, re.M), name
 
 
-def test_score_plays_an_environments_turns_and_hedges_and_huge_turns_earn_nothing(tmp_path):
-    """`grpo-env score ENV`: each row's `turns` played as one episode through the real processes. A
-    wrong guess, every number in one turn (a hedge), and a 300 KB turn of surrogates, control and
-    special-token text earn nothing; a row with a completion instead is refused with the reason;
-    nothing is left behind, and it stays fast."""
-    import json
-    import subprocess
-    import sys
+@pytest.mark.parametrize("user", ["root", pytest.param("unprivileged", marks=pytest.mark.skipif(
+    os.geteuid() != 0, reason="drops privileges: needs root (as in CI)"))])
+def test_score_plays_an_environments_turns_and_hedges_and_huge_turns_earn_nothing(user, tmp_path):
+    """`grpo-env score ENV`, as root and as an unprivileged user: each row's `turns` played as one
+    episode through the real processes. A wrong guess, every number in one turn (a hedge), and a
+    300 KB turn of surrogates, control and special-token text earn nothing; a row with a completion
+    instead is refused with the reason; nothing is left behind (no process, no /dev/shm object, no
+    file but the scored rows), and it stays fast."""
     import time
 
     gold = {"secret": 5, "high": 10, "max_turns": 4}
@@ -388,18 +388,28 @@ def test_score_plays_an_environments_turns_and_hedges_and_huge_turns_earn_nothin
             dict(id="huge", prompt="guess", turns=["\ud800\x1b[2J<|im_end|>" + "7" * 300_000], **gold),
             dict(id="right", prompt="guess", turns=["3", "5"], **gold),
             dict(id="completion", prompt="guess", completion="5", **gold)]
-    src = tmp_path / "in.jsonl"
+    work = tmp_path / "work"
+    work.mkdir()
+    src = work / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     before = set(os.listdir("/dev/shm"))
+    argv = ["score", "games.guess", "-i", str(src)]
     t = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "grpo_env.cli", "score", "games.guess", "-i", str(src)],
-                       capture_output=True, text=True, timeout=120)
+    if user == "root":
+        p = subprocess.run([sys.executable, "-m", "grpo_env.cli", *argv], capture_output=True, text=True,
+                           timeout=120, cwd=work)
+    else:
+        import unprivileged
+
+        p = unprivileged.grpo_env_cli(argv, work, timeout=120)
     assert time.monotonic() - t < 60
     assert p.returncode == 1 and "1 invalid row(s)" in p.stderr, p.stdout + p.stderr  # the completion row
-    out = {r["id"]: r for r in map(json.loads, (tmp_path / "in.scored.jsonl").read_text().splitlines())}
+    out = {r["id"]: r for r in map(json.loads, (work / "in.scored.jsonl").read_text().splitlines())}
     assert [(out[i]["status"], out[i]["score"]) for i in ("wrong", "hedge", "huge")] == [("incorrect", 0.0)] * 3
     assert (out["right"]["status"], out["right"]["score"]) == ("correct", 1.0)
     assert "is an environment: a row needs 'turns'" in out["completion"]["error"]
     assert set(os.listdir("/dev/shm")) <= before
     leftover = subprocess.run(["pgrep", "-f", str(src)], capture_output=True, text=True).stdout.split()
     assert not leftover
+    harness = {"python", "home"}  # the unprivileged user's interpreter and home (matplotlib's cache: docs/reasoning_gym.md)
+    assert sorted(p.name for p in work.iterdir() if p.name not in harness) == ["in.jsonl", "in.scored.jsonl"]

@@ -243,6 +243,21 @@ def test_decode_paths_are_really_taken_and_restored_after_an_error(monkeypatch):
         assert not any("forward" in m.__dict__ for m in layers.values())
 
 
+def test_a_model_with_nothing_eligible_never_calibrates(monkeypatch):
+    """A bf16 (or GPU) model's decode patches nothing, so it never times this machine's CPU kernels
+    nor writes the cache."""
+    monkeypatch.delenv("GRPO_ENV_CPU_MATMUL")
+    calls, real = [], cpu_matmul.calibrate
+    monkeypatch.setattr(cpu_matmul, "calibrate", lambda: calls.append(1) or real())
+    model = torch.nn.Sequential(torch.nn.Linear(16, 24), torch.nn.Linear(24, 8)).to(torch.bfloat16)
+    with torch.no_grad(), decode_linears(model):
+        assert not any("forward" in m.__dict__ for m in model)
+    assert calls == [] and not cpu_matmul.cache_path().exists()
+    with torch.no_grad(), decode_linears(model.float()):  # the control: fp32 weights do calibrate
+        assert all("forward" in m.__dict__ for m in model)
+    assert calls == [1] and cpu_matmul.cache_path().exists()
+
+
 def test_doctor_names_the_choice_and_a_bad_setting_stops_doctor_and_train(monkeypatch, tmp_path):
     import os
     import subprocess

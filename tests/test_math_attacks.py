@@ -514,12 +514,7 @@ def _score_cli_as(user: str, work: Path) -> tuple[list[dict], float]:
     else:
         import unprivileged
 
-        os.chmod(work, 0o755)
-        for p in (work, src):
-            os.chown(p, unprivileged.UID, unprivileged.UID)
-        python = unprivileged.copy_interpreter(work / "python")
-        code = f"import runpy, sys\nsys.argv = ['grpo-env', *{argv!r}]\nrunpy.run_module('grpo_env.cli', run_name='__main__')\n"
-        proc = unprivileged.run(python, code, cwd=work, timeout=300)
+        proc = unprivileged.grpo_env_cli(argv, work, timeout=300)
     took = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return [json.loads(line) for line in dst.read_text().splitlines()], took

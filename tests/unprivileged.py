@@ -104,3 +104,14 @@ def run(python: Path, code: str, *, cwd: Path, timeout: float, env: dict[str, st
                 **(env or {})}
     return subprocess.run([str(python), "-c", code], cwd=cwd, env=full_env, preexec_fn=drop, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def grpo_env_cli(argv: list[str], work: Path, *, timeout: float) -> subprocess.CompletedProcess:
+    """``grpo-env *argv`` as UID, in ``work`` (made the user's, with what it holds), from a copied
+    interpreter under ``work/python``; the user's home is ``work/home``."""
+    os.chmod(work, 0o755)
+    for p in (work, *work.iterdir()):
+        os.chown(p, UID, UID)
+    python = copy_interpreter(work / "python")
+    code = f"import runpy, sys\nsys.argv = ['grpo-env', *{argv!r}]\nrunpy.run_module('grpo_env.cli', run_name='__main__')\n"
+    return run(python, code, cwd=work, timeout=timeout)

@@ -310,16 +310,15 @@ def decode_linears(model: torch.nn.Module) -> Iterator[None]:
     if torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or not ENABLED:
         yield
         return
-    chosen = choice()
-    patched = []
-    for name, m in model.named_modules():
-        if (isinstance(m, torch.nn.Linear) and type(m).forward is torch.nn.Linear.forward
-                and "forward" not in m.__dict__ and _eligible(m.weight, m.bias)):
-            small = chosen["decode_head"] if m.out_features >= HEAD_COLUMNS else chosen["decode"]
-            m.forward = _decode_forward(m, small, chosen["train"], name.rpartition(".")[2] in QUERY_NAMES)
-            patched.append(m)
+    patched = [(name, m) for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and type(m).forward is torch.nn.Linear.forward
+               and "forward" not in m.__dict__ and _eligible(m.weight, m.bias)]
+    chosen = choice() if patched else {}  # a GPU or bf16 model never times this machine's CPU kernels
+    for name, m in patched:
+        small = chosen["decode_head"] if m.out_features >= HEAD_COLUMNS else chosen["decode"]
+        m.forward = _decode_forward(m, small, chosen["train"], name.rpartition(".")[2] in QUERY_NAMES)
     try:
         yield
     finally:
-        for m in patched:
+        for _, m in patched:
             del m.forward
