@@ -199,7 +199,7 @@ def recipe(tmp_path, rewards: str = "", model: str = "no-such-model", **train) -
     path = tmp_path / "r.toml"
     settings = {"steps": 2, "group_size": 2, "prompts_per_step": 2, "max_new_tokens": 4, "max_episode_tokens": 24,
                 "output_dir": str(tmp_path / "run"), **train}
-    lines = [f'name = "clienv"', "[model]", f'name = "{model}"', 'device = "cpu"', "[[tasks]]",
+    lines = ['name = "clienv"', "[model]", f'name = "{model}"', 'device = "cpu"', "[[tasks]]",
              'name = "clienv.hilo"', "options = { count = 8 }"]
     if rewards:
         lines.append(f"rewards = {{ {rewards} }}")
