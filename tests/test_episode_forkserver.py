@@ -22,6 +22,9 @@ import pytest
 import torch
 
 import envs_for_tests as te
+from grpo_env import hookimpl
+from grpo_env.cli.train import main_eval
+from grpo_env.engine.tiny import write_tiny
 from grpo_env.environment import Environment, Episode, Step
 from grpo_env.episodes import FORKS_ENV, EpisodeHost, EpisodeZygote, play
 from grpo_env.scoring import ScoringService
@@ -256,3 +259,52 @@ def test_the_trainers_death_kills_the_zygote_and_its_episodes(tmp_path):
     pids = [int(p) for p in got.stdout.split()]
     assert len(pids) == 3
     assert gone(pids), [psutil.Process(p) for p in pids if alive(p)]
+
+
+# ---------------------------------------------------------------------------------------------
+# grpo-env eval: its episodes fork from a zygote started before the model loads, as in training
+
+EVAL_PID = os.getpid()  # the process main_eval runs in (this one)
+
+
+class Parentage(Episode):
+    """Judges where its process came from: correct when its parent is not the evaluating process
+    (the zygote forked it), incorrect when it is (a direct fork of the process holding the model)."""
+
+    def step(self, turn):
+        return Step.end(Outcome.correct() if os.getppid() != EVAL_PID else Outcome.incorrect())
+
+
+class ParentagePlugin:
+    @hookimpl
+    def register_environments(self, register):
+        register(Environment(name="tfork_parent", rewards={"tfork_parent": 1.0}, examples=_examples,
+                             make=Parentage, max_turns=2, on_truncated="step"))  # the tiny model's turns are cut
+
+
+def test_grpo_env_eval_plays_its_episodes_from_the_zygote_and_leaves_nothing(tmp_path, register_plugin):
+    register_plugin(ParentagePlugin(), name="tfork_eval")
+    out = tmp_path / "eval.json"
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(textwrap.dedent(f"""\
+        name = "tfork_eval"
+        [model]
+        name = "{write_tiny(tmp_path / 'tiny')}"
+        device = "cpu"
+        [[tasks]]
+        name = "tfork_parent"
+        [scoring]
+        workers = 1
+        [train]
+        max_new_tokens = 4
+        output_dir = "{tmp_path / 'run'}"
+        eval = {{ examples_per_task = 3, batch_size = 3, output = "{out}" }}
+        """))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert main_eval(str(recipe)) == 0
+    result = json.loads(out.read_text())["results"]["tfork_parent"]
+    assert result["n"] == 3 and result["accuracy"] == 1.0, json.dumps(result)  # no episode was a fork of this process
+    assert gone({p.pid for p in psutil.Process().children(recursive=True)} - before)  # the zygote closed
+    # a model that cannot load, after the zygote started: a clear error, and the zygote closed too
+    assert main_eval(str(recipe), overrides=[f"--model.name={tmp_path / 'no-model'}"]) == 2
+    assert gone({p.pid for p in psutil.Process().children(recursive=True)} - before)

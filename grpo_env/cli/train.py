@@ -321,18 +321,18 @@ def pass_ks(samples: int) -> list[int]:
 
 
 def evaluate(model, tok, recipe: Recipe, entries: list[MixEntry], service, samples: int = 1,
-             temperature: float = 0.0) -> dict[str, dict[str, Any]]:  # model: the policy or a generator
+             temperature: float = 0.0, forks=None) -> dict[str, dict[str, Any]]:  # model: the policy or a generator
     """Per task on the held-out split: the fraction of completions whose primary (first) reward
     component says ``correct``, and the mean weighted reward. With ``samples`` K > 1 each prompt is
     sampled K times at ``temperature``, and pass@1 .. pass@K (unbiased estimator over the K) are added.
-    Environments are played as episodes (the same rollout as training); their results add the
-    mean turns, tool calls and tool errors per episode."""
+    Environments are played as episodes (the same rollout as training; ``forks`` as for
+    :func:`make_env_host`); their results add the mean turns, tool calls and tool errors per episode."""
     from grpo_env.engine import rollout
 
     ecfg, tcfg = recipe.train.eval, recipe.train
     max_new = ecfg.max_new_tokens or tcfg.max_new_tokens
     rcfg = tcfg.model_copy(update={"max_new_tokens": max_new})
-    host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace,
+    host = make_env_host(service, entries, recipe.scoring.workers, recipe.scoring.grace, forks=forks,
                          ray=recipe.scoring if recipe.scoring.backend == "ray" else None)
     results: dict[str, dict[str, Any]] = {}
     for entry in entries:
@@ -396,6 +396,7 @@ def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[st
     save) accuracy per task; greedy by default, K samples per prompt (pass@k) with ``samples``."""
     from rich.console import Console
 
+    from grpo_env.episodes import start_zygote
     from grpo_env.plugins import PluginError, get_registry
 
     if samples < 1:
@@ -406,33 +407,41 @@ def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[st
         return _fail(f"--temperature {temperature}: K > 1 samples need a temperature above 0 "
                      "(greedy repeats one answer)")
     quiet_unused_deepspeed()
-    try:
-        recipe = load_recipe(recipe_path, list(overrides))
-        registry = get_registry()
-        entries = mix_entries(recipe, registry)
-        mcfg = recipe.model
-        if model_dir is not None:
-            mcfg = mcfg.model_copy(update={"name": resolve_model_dir(model_dir), "gguf_file": None, "lora": False})
-        _setup_torch(mcfg, recipe.seed)
-        max_new = recipe.train.eval.max_new_tokens or recipe.train.max_new_tokens
-        backend, context = generation_plan(recipe, mcfg, max_new)
-        tok = load_tokenizer(mcfg)
-        model = load_model(mcfg, trainable=False)
-        generator = make_generator(model, tok, backend, recipe.generation, max_model_len=context, seed=recipe.seed)
-    except (RecipeError, PluginError, MixtureError, ModelError, GenerationError) as e:
-        return _fail(str(e))
-    rewards = {name: registry.reward(name) for e in entries for name in e.components}
+    zygote = None  # episodes fork from a small process started before the model loads, as in training
     try:
         try:
-            service = make_service(recipe.scoring, rewards)
-        except ClusterError as e:
+            recipe = load_recipe(recipe_path, list(overrides))
+            registry = get_registry()
+            entries = mix_entries(recipe, registry)
+            if recipe.scoring.backend != "ray":  # on Ray, episodes run on the cluster's nodes
+                zygote = start_zygote(e.task for e in entries if e.is_environment)  # None: no environments
+            mcfg = recipe.model
+            if model_dir is not None:
+                mcfg = mcfg.model_copy(update={"name": resolve_model_dir(model_dir), "gguf_file": None, "lora": False})
+            _setup_torch(mcfg, recipe.seed)
+            max_new = recipe.train.eval.max_new_tokens or recipe.train.max_new_tokens
+            backend, context = generation_plan(recipe, mcfg, max_new)
+            tok = load_tokenizer(mcfg)
+            model = load_model(mcfg, trainable=False)
+            generator = make_generator(model, tok, backend, recipe.generation, max_model_len=context, seed=recipe.seed)
+        except (RecipeError, PluginError, MixtureError, ModelError, GenerationError) as e:
             return _fail(str(e))
-        with service:
-            results = evaluate(generator, tok, recipe, entries, service, samples=samples, temperature=temperature)
-    except ClusterError as e:  # the episodes' nodes (on Ray) could not start
-        return _fail(str(e))
+        rewards = {name: registry.reward(name) for e in entries for name in e.components}
+        try:
+            try:
+                service = make_service(recipe.scoring, rewards)
+            except ClusterError as e:
+                return _fail(str(e))
+            with service:
+                results = evaluate(generator, tok, recipe, entries, service, samples=samples, temperature=temperature,
+                                   forks=zygote)
+        except ClusterError as e:  # the episodes' nodes (on Ray) could not start
+            return _fail(str(e))
+        finally:
+            generator.close()
     finally:
-        generator.close()
+        if zygote is not None:  # its episode processes go with it
+            zygote.close()
     Console().print(eval_table(mcfg.name, recipe.train.eval.split, results, samples, temperature))
     if recipe.train.eval.output:
         out = Path(recipe.train.eval.output)
