@@ -174,3 +174,42 @@ def test_resume_refuses_a_sequence_shorter_than_its_cache():
     decode(model, ids, mask, 1, max_new_tokens=3, eos=[1], pad_id=0, temperature=0.0, keep=kept)
     with pytest.raises(ValueError, match="its cache holds"):
         resume(model, kept[0], [0], [[5, 6]], max_new_tokens=2, eos=[1], pad_id=0)
+
+
+def test_finished_rows_leave_the_batch_and_nothing_else_changes(monkeypatch):
+    """Rows that end early stop being computed (the batch the model sees shrinks as they finish); the
+    tokens are generate's greedy tokens and those of the full batch, and the log-probs the full batch's."""
+    import grpo_env.engine.decode as decode_mod
+    from grpo_env.engine.sampling import completion_masks
+
+    tok = tiny_tokenizer()
+    model = _sharp_model(tok, 0)
+    prompts = [f"u:{w}\na:" for w in ("a", "bb", "a much longer prompt", "c d", "eee", "f g h", "ij", "k")]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    free = decode(model, ids, mask, 1, max_new_tokens=12, eos=[1], pad_id=0, temperature=0.0)
+    rows_of: dict[int, set[int]] = {}
+    for r, row in enumerate(free.tolist()):
+        for x in row:
+            rows_of.setdefault(x, set()).add(r)
+    # "EOS": each row's first token that no other row produces, so rows end at different steps
+    eos = sorted({next(x for x in row if rows_of[x] == {r}) for r, row in enumerate(free.tolist())
+                  if any(rows_of[x] == {r} for x in row)})
+    sizes: list[int] = []  # the rows of each forward: the prefill, then one per decoding step
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, i, o: sizes.append(o.shape[0]))
+    lps: list[torch.Tensor] = []
+    out = decode(model, ids, mask, 1, max_new_tokens=12, eos=eos, pad_id=0, temperature=0.0, logprobs=lps)
+    hook.remove()
+    monkeypatch.setattr(decode_mod, "COMPACT_BELOW", 0.0)  # every row computed to the end
+    lps_full: list[torch.Tensor] = []
+    full = decode(model, ids, mask, 1, max_new_tokens=12, eos=eos, pad_id=0, temperature=0.0, logprobs=lps_full)
+    hf = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12, eos_token_id=eos,
+                        pad_token_id=0)[:, ids.shape[1]:]
+    assert torch.equal(out, full) and torch.equal(out, hf)
+    ended, _ = completion_masks(out, eos)
+    lengths = ended.sum(1)
+    assert len(set(lengths.tolist())) >= 3, lengths  # rows end at different steps ...
+    steps = sizes[1:]
+    assert steps == sorted(steps, reverse=True) and steps[-1] < len(prompts), sizes  # ... and leave the batch
+    torch.testing.assert_close(torch.stack(lps, 1), torch.stack(lps_full, 1), rtol=0, atol=1e-5)
+    assert (torch.stack(lps, 1)[ended == 0] == 0).all()  # after a row's EOS: 0, whether it was computed or not

@@ -6,6 +6,12 @@ at every token) and samples through a chain of logits processors; here each new 
 written in place, and the next token is drawn by one inverse-CDF lookup. Same distribution as
 ``generate`` with the same temperature / top-k / top-p (tested), not the same random stream.
 
+Rows that have ended leave the batch once they are a quarter of it (``COMPACT_BELOW``), their keys
+and values with them, so a batch whose completions end at different lengths stops paying for the
+finished ones (``generate`` computes every row until the last ends); the tokens and log-probs are
+those of the full batch (tested), and each step's log-probs are 0 after a row's EOS either way.
+Not when the cache is kept for an episode's next turn, which needs every row's.
+
 An episode's next turn continues from the cache its last turn left (:func:`resume`, given the
 :class:`KVState` that ``keep=`` collects): only the environment's new tokens are prefilled.
 
@@ -47,6 +53,13 @@ class PreallocatedLayer(DynamicLayer):
 
     def get_seq_length(self) -> int:
         return self.n
+
+    def keep_rows(self, rows: torch.Tensor) -> None:  # rows (b,) to go on with, in their new order
+        self._k, self._v = self._k.index_select(0, rows), self._v.index_select(0, rows)
+        self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
+
+
+COMPACT_BELOW = 0.75  # finished rows leave the decoding batch once at most this share of it is still decoding
 
 
 def preallocated_cache(prefill: Cache, group_size: int, capacity: int) -> Cache | None:
@@ -132,7 +145,7 @@ def decode(
     top_k: int = 0,
     top_p: float = 1.0,
     min_new_tokens: int = 0,  # EOS is forbidden before this many tokens
-    logprobs: list[torch.Tensor] | None = None,  # given a list: each step's (B,) sampled-token log-probs appended (not on the fallback path)
+    logprobs: list[torch.Tensor] | None = None,  # given a list: each step's (B,) sampled-token log-probs appended, 0 after a row's EOS (not on the fallback path)
     keep: list[KVState] | None = None,  # given a list: the final KV cache appended (not on the fallback path)
 ) -> torch.Tensor:  # (N*G, T') completion tokens, pad after a row's EOS; T' <= max_new_tokens
     """Sample completions; stops early once every row has produced an EOS.
@@ -226,25 +239,37 @@ def _sample(base, head, hidden, cache, mask, start, next_pos, T, eos, pad_id, te
     # "has every row ended?" reads a value back to the host: each token on CPU (free), every 16 tokens
     # on a GPU (so the GPU is not stalled per token; rows that ended meanwhile just emit padding)
     check_every = 1 if dev.type == "cpu" else 16
+    rows = torch.arange(B, device=dev)  # (b,) the rows still computed: finished ones leave the batch
     t = 0
     for t in range(T):
         # 1. next-token distribution from the last hidden state, EOS masked until min_new_tokens
-        logits = head(hidden).float()  # (B, V)
+        logits = head(hidden).float()  # (b, V)
         if t < min_new_tokens and eos:
             logits[:, eos_t] = float("-inf")
         # 2. sample; rows already finished emit padding
-        tok = sample_next(logits, temperature, top_k, top_p).masked_fill_(done, pad_id)  # (B,)
-        tokens[:, t] = tok
+        ended = done[rows]  # (b,)
+        tok = sample_next(logits, temperature, top_k, top_p).masked_fill_(ended, pad_id)  # (b,)
+        tokens[rows, t] = tok
         if logprobs is not None:
             scaled = logits / temperature if temperature > 0 else logits
-            logprobs.append(scaled.log_softmax(-1).gather(1, tok[:, None]).squeeze(1))
-        done |= torch.isin(tok, eos_t)
+            lp = scaled.log_softmax(-1).gather(1, tok[:, None]).squeeze(1).masked_fill_(ended, 0.0)  # (b,) 0 after EOS
+            logprobs.append(lp if len(rows) == B else lp.new_zeros(B).index_copy_(0, rows, lp))  # (B,)
+        ended |= torch.isin(tok, eos_t)
+        done[rows] = ended
         if t == T - 1 or ((t + 1) % check_every == 0 and bool(done.all())):
             break
-        # 3. one decoder step for the new token, writing its keys and values in place
+        # 3. finished rows leave the batch once they are a share of it (1 - COMPACT_BELOW), their keys
+        # and values with them; not when the cache is kept (an episode's next turn needs every row's)
+        if keep is None and (t + 1) % check_every == 0:
+            live = (~ended).nonzero().squeeze(1)  # (b',) within the batch as it is
+            if len(live) <= COMPACT_BELOW * len(rows):
+                rows, tok, mask, next_pos = rows[live], tok[live], mask[live], next_pos[live]
+                for layer in cache.layers:
+                    layer.keep_rows(live)
+        # 4. one decoder step for the new token, writing its keys and values in place
         out = base(input_ids=tok[:, None], attention_mask=mask[:, : start + t + 1], position_ids=next_pos + t,
                    use_cache=True, **{kw: cache})
-        hidden = out.last_hidden_state[:, -1]  # (B, H)
+        hidden = out.last_hidden_state[:, -1]  # (b, H)
     if keep is not None:  # the cache holds tokens 0 .. t-1; those after a row's EOS are padding
         is_eos = torch.isin(tokens[:, :t], eos_t).int()  # (B, t)
         used = (is_eos.cumsum(-1) - is_eos) == 0  # (B, t) up to and including the first EOS
