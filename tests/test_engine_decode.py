@@ -178,7 +178,8 @@ def test_resume_refuses_a_sequence_shorter_than_its_cache():
 
 def test_finished_rows_leave_the_batch_and_nothing_else_changes(monkeypatch):
     """Rows that end early stop being computed (the batch the model sees shrinks as they finish); the
-    tokens are generate's greedy tokens and those of the full batch, and the log-probs the full batch's."""
+    tokens are generate's greedy tokens and those of the full batch, and the log-probs the full batch's;
+    sampled tokens are the full batch's too."""
     import grpo_env.engine.decode as decode_mod
     from grpo_env.engine.sampling import completion_masks
 
@@ -213,3 +214,14 @@ def test_finished_rows_leave_the_batch_and_nothing_else_changes(monkeypatch):
     assert steps == sorted(steps, reverse=True) and steps[-1] < len(prompts), sizes  # ... and leave the batch
     torch.testing.assert_close(torch.stack(lps, 1), torch.stack(lps_full, 1), rtol=0, atol=1e-5)
     assert (torch.stack(lps, 1)[ended == 0] == 0).all()  # after a row's EOS: 0, whether it was computed or not
+
+    # sampled: every row draws the same numbers whether finished rows left the batch or not
+    sampled, sizes = [], []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, i, o: sizes.append(o.shape[0]))
+    for compact in (0.0, 0.75):
+        monkeypatch.setattr(decode_mod, "COMPACT_BELOW", compact)
+        torch.manual_seed(5)
+        sampled.append(decode(model, ids, mask, 2, max_new_tokens=12, eos=eos, pad_id=0, temperature=1.0))
+    hook.remove()
+    assert torch.equal(sampled[0], sampled[1])
+    assert min(sizes) < 2 * len(prompts), sizes  # the second run's batch did shrink

@@ -9,7 +9,8 @@ written in place, and the next token is drawn by one inverse-CDF lookup. Same di
 Rows that have ended leave the batch once they are a quarter of it (``COMPACT_BELOW``), their keys
 and values with them, so a batch whose completions end at different lengths stops paying for the
 finished ones (``generate`` computes every row until the last ends); the tokens and log-probs are
-those of the full batch (tested), and each step's log-probs are 0 after a row's EOS either way.
+those of the full batch, sampled or greedy (tested: each step draws a number for every row of
+the batch), and each step's log-probs are 0 after a row's EOS either way.
 Not when the cache is kept for an episode's next turn, which needs every row's.
 
 An episode's next turn continues from the cache its last turn left (:func:`resume`, given the
@@ -79,6 +80,7 @@ def sample_next(
     temperature: float = 1.0,  # 0: greedy
     top_k: int = 0,  # 0: off
     top_p: float = 1.0,  # 1: off
+    u: torch.Tensor | None = None,  # (B, 1) uniform draws in [0, 1); None: drawn here
 ) -> torch.Tensor:  # (B,) token ids
     """One token per row: greedy at temperature 0, else a draw from softmax(logits / temperature)
     restricted to the top-k tokens and then to the smallest set whose probability reaches top-p
@@ -96,8 +98,9 @@ def sample_next(
         drop[:, -1] = False
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     cdf = torch.softmax(logits, -1).cumsum(-1)  # (B, V)
-    u = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]  # (B, 1)
-    return torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+    if u is None:
+        u = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype)
+    return torch.searchsorted(cdf, u * cdf[:, -1:]).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
 def _hidden_and_head(model):
@@ -248,7 +251,10 @@ def _sample(base, head, hidden, cache, mask, start, next_pos, T, eos, pad_id, te
             logits[:, eos_t] = float("-inf")
         # 2. sample; rows already finished emit padding
         ended = done[rows]  # (b,)
-        tok = sample_next(logits, temperature, top_k, top_p).masked_fill_(ended, pad_id)  # (b,)
+        # a draw for every row of the batch, used by those still in it: each row's tokens are the
+        # same whether finished rows left the batch or not
+        u = torch.rand(B, 1, device=dev, dtype=logits.dtype)[rows] if temperature > 0 else None  # (b, 1)
+        tok = sample_next(logits, temperature, top_k, top_p, u).masked_fill_(ended, pad_id)  # (b,)
         tokens[rows, t] = tok
         if logprobs is not None:
             scaled = logits / temperature if temperature > 0 else logits
