@@ -14,7 +14,6 @@ rows the model computed (counted at its embedding). Writes bench/results/decode_
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -31,18 +30,9 @@ from grpo_env.engine.generation import Sampling, hf  # noqa: E402
 from grpo_env.engine.model import load_model, load_tokenizer  # noqa: E402
 from grpo_env.engine.sampling import completion_masks, eos_ids, render_prompt  # noqa: E402
 
+from step import bench_examples  # noqa: E402  (bench/step.py: the same examples)
+
 VARIANTS = {"compacted": decode.COMPACT_BELOW, "full_batch": 0.0}
-
-
-def prompts(n: int) -> list:
-    """The first ``n`` examples of math_arith, then of math_word, at difficulty 1 (the main job's tasks)."""
-    from grpo_env.plugins import get_registry
-
-    reg, out = get_registry(), []
-    for name in ("math_arith", "math_word"):
-        task = reg.task(name)
-        out += list(itertools.islice(task.examples("train", 0, dict(task.parse_options({"difficulty": 1}))), n))
-    return out
 
 
 def main() -> None:
@@ -56,7 +46,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     mcfg = ModelConfig(device="cpu")
     tok, model = load_tokenizer(mcfg), load_model(mcfg)
-    texts = [render_prompt(e, tok) for e in prompts(args.per_task)]
+    examples = bench_examples(args.per_task, "math_arith") + bench_examples(args.per_task, "math_word")
+    texts = [render_prompt(e, tok) for e in examples]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     eos = eos_ids(tok, model)
     s = Sampling(max_new_tokens=args.tokens, eos=tuple(eos), pad_id=tok.pad_token_id or 0, temperature=0.0)

@@ -75,7 +75,9 @@ def compiled(model):
     """The engine now, its decoder compiled once (dynamic shapes: the prefill and every cache length)."""
     real = decode._hidden_and_head
     base, head = real(model)
-    fast = _COMPILED.setdefault(id(base), torch.compile(base, dynamic=True))
+    if id(base) not in _COMPILED:
+        _COMPILED[id(base)] = torch.compile(base, dynamic=True)
+    fast = _COMPILED[id(base)]
     decode._hidden_and_head = lambda m: (fast, head)
     try:
         with cpu_matmul.decode_linears(model):

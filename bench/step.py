@@ -120,13 +120,13 @@ def prepare_model(name: str, directory: Path) -> Path:
     return directory
 
 
-def bench_examples(n: int):
-    """The first ``n`` training examples of math_arith at difficulty 1 (the same list for both trainers)."""
+def bench_examples(n: int, task: str = "math_arith"):
+    """The first ``n`` training examples of ``task`` at difficulty 1 (the same list for both trainers)."""
     import itertools
 
     from grpo_env.plugins import get_registry
 
-    task = get_registry().task("math_arith")
+    task = get_registry().task(task)
     opts = dict(task.parse_options({"difficulty": 1}))
     return list(itertools.islice(task.examples("train", 0, opts), n))
 

@@ -18,6 +18,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 import rewards_for_tests as rt
+import unprivileged
 from grpo_env import Example, Fixture, Monitor, Outcome, Reward, Status, Task, hookimpl
 from grpo_env.cli import build_parser, main
 from grpo_env.environment import Environment, Episode, EpisodeFixture, Step
@@ -372,8 +373,7 @@ def test_piped_tables_print_names_whole():
         assert re.search(rf"(^|[ ,│]){re.escape(name)}([ ,│]|$)", plugins.stdout, re.M), name
 
 
-@pytest.mark.parametrize("user", ["root", pytest.param("unprivileged", marks=pytest.mark.skipif(
-    os.geteuid() != 0, reason="drops privileges: needs root (as in CI)"))])
+@unprivileged.AS_ROOT_AND_UNPRIVILEGED
 def test_score_plays_an_environments_turns_and_hedges_and_huge_turns_earn_nothing(user, tmp_path):
     """`grpo-env score ENV`, as root and as an unprivileged user: each row's `turns` played as one
     episode through the real processes. A wrong guess, every number in one turn (a hedge), and a
@@ -395,13 +395,7 @@ def test_score_plays_an_environments_turns_and_hedges_and_huge_turns_earn_nothin
     before = set(os.listdir("/dev/shm"))
     argv = ["score", "games.guess", "-i", str(src)]
     t = time.monotonic()
-    if user == "root":
-        p = subprocess.run([sys.executable, "-m", "grpo_env.cli", *argv], capture_output=True, text=True,
-                           timeout=120, cwd=work)
-    else:
-        import unprivileged
-
-        p = unprivileged.grpo_env_cli(argv, work, timeout=120)
+    p = unprivileged.grpo_env_as(user, argv, work, timeout=120)
     assert time.monotonic() - t < 60
     assert p.returncode == 1 and "1 invalid row(s)" in p.stderr, p.stdout + p.stderr  # the completion row
     out = {r["id"]: r for r in map(json.loads, (work / "in.scored.jsonl").read_text().splitlines())}

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import unprivileged
 from grpo_env_math import register_rewards
 from grpo_env_math.extract import extract_answer
 from grpo_env_math.guards import MAX_COMPLETION_CHARS
@@ -31,7 +32,6 @@ from grpo_env.types import Example, Status
 REWARDS = collect(register_rewards)
 GRPO_ENV = str(Path(sys.executable).with_name("grpo-env"))
 C, I, U, R = Status.CORRECT, Status.INCORRECT, Status.UNPARSABLE, Status.REJECTED
-ROOT = os.geteuid() == 0
 
 
 # ---- harness -----------------------------------------------------------------------------------
@@ -509,19 +509,13 @@ def _score_cli_as(user: str, work: Path) -> tuple[list[dict], float]:
     src.write_text("".join(json.dumps({"answer": g, "completion": c}) + "\n" for g, c, _ in HOSTILE_ROWS))
     argv = ["score", "math", "--input", str(src), "--output", str(dst), "--workers", "1"]
     start = time.monotonic()
-    if user == "root":
-        proc = subprocess.run([GRPO_ENV, *argv], capture_output=True, text=True, timeout=300, cwd=work)
-    else:
-        import unprivileged
-
-        proc = unprivileged.grpo_env_cli(argv, work, timeout=300)
+    proc = unprivileged.grpo_env_as(user, argv, work, timeout=300)
     took = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return [json.loads(line) for line in dst.read_text().splitlines()], took
 
 
-@pytest.mark.parametrize("user", ["root", pytest.param("unprivileged", marks=pytest.mark.skipif(
-    not ROOT, reason="drops privileges: needs root (as in CI)"))])
+@unprivileged.AS_ROOT_AND_UNPRIVILEGED
 def test_hostile_text_through_the_score_cli_earns_nothing_fast_and_leaves_nothing(user, tmp_path):
     """A wrong answer behind 180 KB of lone surrogates, control tokens and escapes, a 190 KB hedge,
     a right answer followed by a wrong one, and 300 KB (over MAX_COMPLETION_CHARS: rejected): 0 each;

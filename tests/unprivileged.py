@@ -24,6 +24,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 UID = 61_234  # no passwd entry: nobody's files but the copy's
 CLONE_NEWNS, MS_BIND, MS_REC, MS_PRIVATE = 0x00020000, 4096, 16384, 1 << 18
 REPO = Path(__file__).resolve().parent.parent
@@ -104,6 +106,20 @@ def run(python: Path, code: str, *, cwd: Path, timeout: float, env: dict[str, st
                 **(env or {})}
     return subprocess.run([str(python), "-c", code], cwd=cwd, env=full_env, preexec_fn=drop, capture_output=True,
                           text=True, timeout=timeout)
+
+
+# a test parametrised over who runs the command: ``user`` is "root" (this process's user) or "unprivileged"
+AS_ROOT_AND_UNPRIVILEGED = pytest.mark.parametrize("user", ["root", pytest.param("unprivileged", marks=pytest.mark.skipif(
+    os.geteuid() != 0, reason="drops privileges: needs root (as in CI)"))])
+
+
+def grpo_env_as(user: str, argv: list[str], work: Path, *, timeout: float) -> subprocess.CompletedProcess:
+    """``grpo-env *argv`` in ``work``: the installed command as this process's user for "root", else as
+    UID (:func:`grpo_env_cli`)."""
+    if user == "root":
+        return subprocess.run([str(Path(sys.executable).with_name("grpo-env")), *argv], capture_output=True,
+                              text=True, timeout=timeout, cwd=work)
+    return grpo_env_cli(argv, work, timeout=timeout)
 
 
 def grpo_env_cli(argv: list[str], work: Path, *, timeout: float) -> subprocess.CompletedProcess:

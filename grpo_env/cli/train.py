@@ -428,14 +428,10 @@ def main_eval(recipe_path: str, model_dir: str | None = None, overrides: list[st
             return _fail(str(e))
         rewards = {name: registry.reward(name) for e in entries for name in e.components}
         try:
-            try:
-                service = make_service(recipe.scoring, rewards)
-            except ClusterError as e:
-                return _fail(str(e))
-            with service:
+            with make_service(recipe.scoring, rewards) as service:
                 results = evaluate(generator, tok, recipe, entries, service, samples=samples, temperature=temperature,
                                    forks=zygote)
-        except ClusterError as e:  # the episodes' nodes (on Ray) could not start
+        except ClusterError as e:  # no cluster to score on, or the episodes' nodes (on Ray) could not start
             return _fail(str(e))
         finally:
             generator.close()

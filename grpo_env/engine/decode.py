@@ -238,21 +238,19 @@ def _sample(base, head, hidden, cache, mask, start, next_pos, T, eos, pad_id, te
     B, dev = hidden.shape[0], hidden.device
     eos_t = torch.tensor(eos, device=dev)
     tokens = torch.full((B, T), pad_id, dtype=torch.long, device=dev)  # (B, T)
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
     # "has every row ended?" reads a value back to the host: each token on CPU (free), every 16 tokens
     # on a GPU (so the GPU is not stalled per token; rows that ended meanwhile just emit padding)
     check_every = 1 if dev.type == "cpu" else 16
     rows = torch.arange(B, device=dev)  # (b,) the rows still computed: finished ones leave the batch
+    ended = torch.zeros(B, dtype=torch.bool, device=dev)  # (b,) which of them have ended (those gone all had)
     t = 0
     for t in range(T):
         # 1. next-token distribution from the last hidden state, EOS masked until min_new_tokens
         logits = head(hidden).float()  # (b, V)
         if t < min_new_tokens and eos:
             logits[:, eos_t] = float("-inf")
-        # 2. sample; rows already finished emit padding
-        ended = done[rows]  # (b,)
-        # a draw for every row of the batch, used by those still in it: each row's tokens are the
-        # same whether finished rows left the batch or not
+        # 2. sample; rows already finished emit padding. A draw for every row of the batch, used by
+        # those still in it: each row's tokens are the same whether finished rows left or not
         u = torch.rand(B, 1, device=dev, dtype=logits.dtype)[rows] if temperature > 0 else None  # (b, 1)
         tok = sample_next(logits, temperature, top_k, top_p, u).masked_fill_(ended, pad_id)  # (b,)
         tokens[rows, t] = tok
@@ -260,16 +258,15 @@ def _sample(base, head, hidden, cache, mask, start, next_pos, T, eos, pad_id, te
             scaled = logits / temperature if temperature > 0 else logits
             lp = scaled.log_softmax(-1).gather(1, tok[:, None]).squeeze(1).masked_fill_(ended, 0.0)  # (b,) 0 after EOS
             logprobs.append(lp if len(rows) == B else lp.new_zeros(B).index_copy_(0, rows, lp))  # (B,)
-        ended |= torch.isin(tok, eos_t)
-        done[rows] = ended
-        if t == T - 1 or ((t + 1) % check_every == 0 and bool(done.all())):
+        ended = ended | torch.isin(tok, eos_t)
+        if t == T - 1 or ((t + 1) % check_every == 0 and bool(ended.all())):
             break
         # 3. finished rows leave the batch once they are a share of it (1 - COMPACT_BELOW), their keys
         # and values with them; not when the cache is kept (an episode's next turn needs every row's)
         if keep is None and (t + 1) % check_every == 0:
             live = (~ended).nonzero().squeeze(1)  # (b',) within the batch as it is
             if len(live) <= COMPACT_BELOW * len(rows):
-                rows, tok, mask, next_pos = rows[live], tok[live], mask[live], next_pos[live]
+                rows, ended, tok, mask, next_pos = rows[live], ended[live], tok[live], mask[live], next_pos[live]
                 for layer in cache.layers:
                     layer.keep_rows(live)
         # 4. one decoder step for the new token, writing its keys and values in place
